@@ -1,0 +1,254 @@
+"""SAM and ASAM as torch.optim.Optimizer wrappers around any base optimizer.
+
+One update (SAM paper Eq. 3; ASAM paper Algorithm 1):
+
+    g    = grad L(w)                              (your first backward)
+    eps  = T_w · dual(T_w g)                      first_step():  w <- w + eps
+    g'   = grad L(w + eps)                        (your second backward)
+    w    <- restore exactly, then base step with g'  second_step()
+
+The wrapper shares the base optimizer's ``param_groups`` (so LR schedulers, ``zero_grad``
+and gradient clipping see the same groups) and its ``state_dict`` *is* the base optimizer's
+(momentum buffers, Adam moments), plus the sharpness keys stored in every group:
+``rho``, ``p``, ``eta`` and ``normalization`` ("none" | "element" | "filter").
+
+Usage::
+
+    opt = ASAM.from_model(model, torch.optim.SGD, rho=0.5, eta=0.01, lr=0.1, momentum=0.9)
+    loss_fn(model(x), y).backward()
+    opt.first_step(zero_grad=True)
+    with frozen_batchnorm_stats(model):
+        loss_fn(model(x), y).backward()
+    opt.second_step(zero_grad=True)
+
+or ``opt.step(closure)`` where ``closure`` zeroes grads, runs forward + backward and returns
+the loss; it is called twice, at w and at w + eps.
+
+Gradient clipping: clip after the second backward, before ``second_step()``.
+AMP: bf16 ``torch.autocast`` needs nothing special.  With an fp16 ``GradScaler`` scale both
+backwards (eps depends only on the gradient's direction, so scaled gradients give the same
+eps), then ``scaler.unscale_(opt.base_optimizer)`` if you clip, and
+``opt.second_step(scaler=scaler); scaler.update()``: the scaler skips the base step on
+inf/NaN gradients, and w is restored exactly either way.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from asam_core.perturbation import check_hyperparameters, check_normalization, perturbation
+
+SHARPNESS_KEYS = ("rho", "p", "eta", "normalization")
+
+
+def _is_bias(module: nn.Module, param: nn.Parameter) -> bool:
+    return getattr(module, "bias", None) is param
+
+
+def param_groups_for(
+    model: nn.Module, normalization: str = "element", normalize_bias: bool = False
+) -> list[dict[str, Any]]:
+    """Split a model's parameters into groups tagged with the normalization each gets.
+
+    Decided from the modules, not from parameter names: a module's ``bias`` is a bias
+    ("none" unless ``normalize_bias``); a convolution's ``weight`` gets "filter" when
+    ``normalization="filter"``; every other weight (Linear, BatchNorm, ...) gets
+    "element" whenever ``normalization`` is not "none" (the official ASAM rule: all
+    weights normalized, biases not).  Empty groups are left out.
+    """
+    check_normalization(normalization)
+    groups: dict[str, list[nn.Parameter]] = {"none": [], "element": [], "filter": []}
+    seen: set[int] = set()
+    for module in model.modules():
+        for param in module.parameters(recurse=False):
+            if id(param) in seen:
+                continue
+            seen.add(id(param))
+            if normalization == "none" or (_is_bias(module, param) and not normalize_bias):
+                kind = "none"
+            elif normalization == "filter" and isinstance(module, nn.modules.conv._ConvNd) and param is module.weight:
+                kind = "filter"
+            else:
+                kind = "element"
+            groups[kind].append(param)
+    return [{"params": ps, "normalization": kind} for kind, ps in groups.items() if ps]
+
+
+@contextlib.contextmanager
+def frozen_batchnorm_stats(model: nn.Module) -> Iterator[None]:
+    """Within the block, BatchNorm layers in train mode normalize with batch statistics but
+    leave running_mean, running_var and num_batches_tracked untouched (for the second pass)."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in layers:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.track_running_stats = True
+
+
+class SAM(torch.optim.Optimizer):
+    """Sharpness-Aware Minimization around ``base_optimizer`` (a torch.optim.Optimizer class).
+
+    Args: params (iterable or param groups; a group may carry its own "normalization"),
+    base_optimizer, rho >= 0 (region radius), p > 1 (2, inf or any p > 1), eta >= 0
+    (ASAM's T_w offset), normalization for groups that do not set it, and the base
+    optimizer's own keyword arguments (lr, momentum, weight_decay, ...).
+    """
+
+    default_normalization = "none"
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        base_optimizer: type[torch.optim.Optimizer] = torch.optim.SGD,
+        rho: float = 0.05,
+        p: float = 2.0,
+        *,
+        eta: float = 0.0,
+        normalization: str | None = None,
+        **base_kwargs: Any,
+    ) -> None:
+        if not (isinstance(base_optimizer, type) and issubclass(base_optimizer, torch.optim.Optimizer)):
+            raise TypeError(
+                "base_optimizer must be a torch.optim.Optimizer subclass such as torch.optim.SGD "
+                f"(the class, not an instance), got {base_optimizer!r}"
+            )
+        normalization = self.default_normalization if normalization is None else normalization
+        check_hyperparameters(rho, p, eta)
+        check_normalization(normalization)
+        super().__init__(params, dict(rho=rho, p=p, eta=eta, normalization=normalization))
+        self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
+        clash = sorted(set(SHARPNESS_KEYS) & set(self.base_optimizer.defaults))
+        if clash:
+            raise TypeError(f"base_optimizer {base_optimizer.__name__} uses the hyper-parameter name(s) {clash} that SAM needs")
+        self.param_groups = self.base_optimizer.param_groups
+        self.defaults.update(self.base_optimizer.defaults)
+        self._perturbed: tuple[list[Tensor], list[Tensor]] | None = None
+
+    @classmethod
+    def from_model(
+        cls,
+        model: nn.Module,
+        base_optimizer: type[torch.optim.Optimizer] = torch.optim.SGD,
+        *,
+        normalization: str | None = None,
+        normalize_bias: bool = False,
+        **kwargs: Any,
+    ) -> "SAM":
+        """Build the optimizer over ``param_groups_for(model, normalization, normalize_bias)``."""
+        normalization = cls.default_normalization if normalization is None else normalization
+        groups = param_groups_for(model, normalization, normalize_bias)
+        return cls(groups, base_optimizer, normalization=normalization, **kwargs)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group (to the base optimizer once it exists), validating the sharpness keys."""
+        for key, value in self.defaults.items():
+            param_group.setdefault(key, value)
+        check_hyperparameters(param_group["rho"], param_group["p"], param_group["eta"])
+        check_normalization(param_group["normalization"])
+        if hasattr(self, "base_optimizer"):
+            self.base_optimizer.add_param_group(param_group)
+        else:
+            super().add_param_group(param_group)
+
+    def _shared(self, key: str) -> Any:
+        values = {group[key] for group in self.param_groups}
+        if len(values) != 1:
+            raise ValueError(f"{key} must be the same in every param group (the norm is global), got {sorted(values)}")
+        return values.pop()
+
+    @torch.no_grad()
+    def first_step(self, zero_grad: bool = False) -> None:
+        """w <- w + eps (remembering w); params whose grad is None are skipped."""
+        params, grads, kinds = [], [], []
+        for group in self.param_groups:
+            for w in group["params"]:
+                if w.grad is not None:
+                    params.append(w)
+                    grads.append(w.grad)
+                    kinds.append(group["normalization"])
+        backups = [self.state[w].setdefault("w", torch.empty_like(w)) for w in params]
+        if params:
+            torch._foreach_copy_(backups, params)
+            eps = perturbation(
+                grads, params, rho=self._shared("rho"), p=self._shared("p"), kinds=kinds, eta=self._shared("eta")
+            )
+            torch._foreach_add_(params, eps)
+        self._perturbed = (params, backups)
+        if zero_grad:
+            self.zero_grad()
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """w + eps <- w, by copy (bit-exact)."""
+        if self._perturbed is None:
+            raise RuntimeError("restore()/second_step() called without a preceding first_step()")
+        params, backups = self._perturbed
+        if params:
+            torch._foreach_copy_(params, backups)
+        self._perturbed = None
+
+    @torch.no_grad()
+    def second_step(self, zero_grad: bool = False, scaler: torch.amp.GradScaler | None = None) -> None:
+        """Restore w, then take the base optimizer's step with the gradient from w + eps."""
+        self.restore()
+        if scaler is None:
+            self.base_optimizer.step()
+        else:
+            scaler.step(self.base_optimizer)
+        # LR schedulers watch this flag to check that the optimizer stepped before them.
+        self._opt_called = True
+        if zero_grad:
+            self.zero_grad()
+
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:  # type: ignore[override]
+        """Full update with ``closure`` (zero grads, forward, backward, return loss), called at
+        w and at w + eps.  Returns the loss at w."""
+        if closure is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.step needs a closure (it evaluates the loss twice); "
+                "or call first_step() and second_step() around your own backward passes"
+            )
+        closure = torch.enable_grad()(closure)
+        loss = closure()
+        self.first_step(zero_grad=True)
+        closure()
+        self.second_step()
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        """The base optimizer's state_dict (its groups carry rho, p, eta, normalization)."""
+        return self.base_optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.base_optimizer.load_state_dict(state_dict)
+        self.param_groups = self.base_optimizer.param_groups
+
+
+class ASAM(SAM):
+    """Adaptive SAM: SAM with T_w = diag(|w| + eta) (element-wise by default).
+
+    Defaults follow the paper's CIFAR-10 setting: rho = 0.5, eta = 0.01.  Build it with
+    ``ASAM.from_model(model, ...)`` so biases stay unnormalized; passing
+    ``model.parameters()`` normalizes every tensor (the "with bias normalization" variant).
+    """
+
+    default_normalization = "element"
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        base_optimizer: type[torch.optim.Optimizer] = torch.optim.SGD,
+        rho: float = 0.5,
+        p: float = 2.0,
+        *,
+        eta: float = 0.01,
+        normalization: str | None = None,
+        **base_kwargs: Any,
+    ) -> None:
+        super().__init__(params, base_optimizer, rho, p, eta=eta, normalization=normalization, **base_kwargs)

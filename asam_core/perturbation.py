@@ -1,0 +1,168 @@
+"""The SAM / ASAM perturbation as pure functions on lists of tensors.
+
+Formulas (ASAM paper, Algorithm 1 and Section 4; SAM paper, Eq. 2), with 1/p + 1/q = 1:
+
+    T_w = diag(|w| + eta)                      element-wise normalization
+    T_w = diag(||f_i||_2 + eta) on filter i    filter-wise (conv weights; others element-wise)
+    T_w = I                                    SAM, and biases unless normalize_bias=True
+
+    eps = T_w · dual(T_w g),   dual(z) = rho · sign(z) |z|^(q-1) / ||z||_q^(q-1)
+
+so that ||T_w^-1 eps||_p = rho and eps maximizes eps·g over that region (the linearized
+inner maximization).  p = 2 gives rho T_w^2 g / ||T_w g||_2; p = inf gives rho T_w sign(g).
+The norm is global over all tensors.  A zero gradient gives eps = 0.
+
+Every function takes a list of tensors.  With ``batched=True`` each tensor carries a leading
+batch dimension of independent problems (the toy simulator's many starting points); norms
+are then taken per batch element.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import torch
+from torch import Tensor
+
+Normalization = Literal["none", "element", "filter"]
+NORMALIZATIONS: tuple[str, ...] = ("none", "element", "filter")
+
+
+def check_hyperparameters(rho: float, p: float, eta: float) -> None:
+    """Raise ValueError naming the argument when rho, p or eta is out of its allowed range."""
+    if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho >= 0):
+        raise ValueError(f"rho must be a finite number >= 0, got {rho!r}")
+    if not (isinstance(p, (int, float)) and p > 1):
+        raise ValueError(f"p must be a number > 1 (2, float('inf') or any p > 1), got {p!r}")
+    if not (isinstance(eta, (int, float)) and math.isfinite(eta) and eta >= 0):
+        raise ValueError(f"eta must be a finite number >= 0, got {eta!r}")
+
+
+def check_normalization(normalization: str) -> None:
+    """Raise ValueError unless ``normalization`` is one of NORMALIZATIONS."""
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+
+
+def normalization_operator(
+    params: Sequence[Tensor], kinds: Sequence[str], eta: float, batched: bool = False
+) -> list[Tensor | None]:
+    """The diagonal of T_w per tensor, shaped like the tensor; None where T_w = I ("none").
+
+    "filter" normalizes each slice along the (first non-batch) output dimension by its L2
+    norm: conv filter i -> ||f_i||_2 + eta on all its entries.  Tensors with fewer than two
+    non-batch dimensions (biases, BatchNorm weights) fall back to element-wise.
+    """
+    lead = 1 if batched else 0
+    scales: list[Tensor | None] = [None] * len(params)
+    element = [i for i, k in enumerate(kinds) if k == "element" or (k == "filter" and params[i].dim() - lead < 2)]
+    if element:
+        abs_w = torch._foreach_abs([params[i] for i in element])
+        torch._foreach_add_(abs_w, eta)
+        for i, t in zip(element, abs_w):
+            scales[i] = t
+    for i, k in enumerate(kinds):
+        if k == "filter" and scales[i] is None:
+            w = params[i]
+            norms = torch.linalg.vector_norm(w, dim=tuple(range(lead + 1, w.dim())), keepdim=True)
+            scales[i] = (norms + eta).expand_as(w)
+    return scales
+
+
+def _norms(tensors: Sequence[Tensor], ord: float, batched: bool) -> Tensor:
+    """Per-tensor ord-norms stacked: shape (n,) or, batched, (n, B)."""
+    if not batched:
+        return torch.stack(torch._foreach_norm(tensors, ord))
+    return torch.stack([torch.linalg.vector_norm(t.flatten(1), ord, dim=1) for t in tensors])
+
+
+def _scaled(tensors: Sequence[Tensor], factor: Tensor, batched: bool) -> list[Tensor]:
+    """New tensors: tensors * factor (a scalar, or one factor per batch element when batched)."""
+    if not batched:
+        return list(torch._foreach_mul(tensors, factor))
+    return [t * factor.reshape(-1, *([1] * (t.dim() - 1))) for t in tensors]
+
+
+def dual_vector(z: Sequence[Tensor], rho: float, p: float = 2.0, batched: bool = False) -> list[Tensor]:
+    """argmax of e·z over ||e||_p <= rho:  rho · sign(z) |z|^(q-1) / ||z||_q^(q-1).
+
+    Returns new tensors.  z = 0 gives 0 (never NaN).  For general p the computation is done
+    on z / max|z|, which leaves the result unchanged and avoids overflow of |z|^(q-1).
+    """
+    z = list(z)
+    if not z:
+        return []
+    if p == math.inf:
+        out = list(torch._foreach_sign(z))
+        torch._foreach_mul_(out, rho)
+        return out
+    tiny = torch.finfo(z[0].dtype).tiny
+    if p == 2:
+        total = torch.linalg.vector_norm(_norms(z, 2.0, batched), dim=0)
+        return _scaled(z, rho / total.clamp_min(tiny), batched)
+    q = p / (p - 1.0)
+    peak = _norms(z, math.inf, batched).amax(dim=0).clamp_min(tiny)
+    u = _scaled(z, 1.0 / peak, batched)
+    norm_q = torch.linalg.vector_norm(_norms(u, q, batched), q, dim=0)
+    out = torch._foreach_pow(torch._foreach_abs(u), q - 1.0)
+    torch._foreach_mul_(out, torch._foreach_sign(u))
+    return _scaled(out, rho / norm_q.clamp_min(tiny) ** (q - 1.0), batched)
+
+
+def perturbation(
+    grads: Sequence[Tensor],
+    params: Sequence[Tensor] | None = None,
+    *,
+    rho: float,
+    p: float = 2.0,
+    kinds: Sequence[str] | str = "none",
+    eta: float = 0.0,
+    batched: bool = False,
+) -> list[Tensor]:
+    """eps = T_w · dual(T_w g) for each tensor (see the module docstring).
+
+    ``kinds`` is one normalization per tensor ("none" = SAM / unnormalized bias, "element",
+    "filter") or one string for all.  ``params`` (the weights w) are needed unless every
+    kind is "none".
+    """
+    check_hyperparameters(rho, p, eta)
+    grads = list(grads)
+    kinds = [kinds] * len(grads) if isinstance(kinds, str) else list(kinds)
+    if len(kinds) != len(grads):
+        raise ValueError(f"kinds must give one normalization per tensor ({len(grads)}), got {len(kinds)}")
+    for k in kinds:
+        check_normalization(k)
+    if all(k == "none" for k in kinds):
+        return dual_vector(grads, rho, p, batched)
+    if params is None or len(params) != len(grads):
+        raise ValueError("params must be given, one per gradient, when any tensor is normalized")
+    scales = normalization_operator(params, kinds, eta, batched)
+    scaled = [i for i, t in enumerate(scales) if t is not None]
+    z = list(grads)
+    for i, tz in zip(scaled, torch._foreach_mul([scales[i] for i in scaled], [grads[i] for i in scaled])):
+        z[i] = tz
+    eps = dual_vector(z, rho, p, batched)
+    torch._foreach_mul_([eps[i] for i in scaled], [scales[i] for i in scaled])
+    return eps
+
+
+def region_norm(
+    eps: Sequence[Tensor],
+    params: Sequence[Tensor] | None = None,
+    *,
+    p: float = 2.0,
+    kinds: Sequence[str] | str = "none",
+    eta: float = 0.0,
+    batched: bool = False,
+) -> Tensor:
+    """||T_w^-1 eps||_p, the quantity the region {||T_w^-1 e||_p <= rho} bounds."""
+    eps = list(eps)
+    kinds = [kinds] * len(eps) if isinstance(kinds, str) else list(kinds)
+    if all(k == "none" for k in kinds):
+        scales: list[Tensor | None] = [None] * len(eps)
+    elif params is None:
+        raise ValueError("params must be given when any tensor is normalized")
+    else:
+        scales = normalization_operator(params, kinds, eta, batched)
+    unscaled = [e if t is None else e / t for e, t in zip(eps, scales)]
+    return torch.linalg.vector_norm(_norms(unscaled, p, batched), p, dim=0)
