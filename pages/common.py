@@ -1,0 +1,61 @@
+"""Widgets mirrored in st.query_params, so a copied URL reproduces the screen.
+
+Each widget reads its first value from the URL (falling back to ``default`` with a visible
+warning that names the parameter and its allowed values when the URL holds a bad one), then
+writes its current value back to the URL on every run.  Keys must be unique across pages.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import streamlit as st
+
+
+def _from_url(key: str, default: Any, parse: Callable[[str], Any], valid: Callable[[Any], bool], allowed: str) -> None:
+    if key in st.session_state:
+        return
+    raw = st.query_params.get(key)
+    value = default
+    if raw is not None:
+        try:
+            parsed = parse(raw)
+        except ValueError:
+            parsed = None
+        if parsed is not None and valid(parsed):
+            value = parsed
+        else:
+            st.warning(f"URL parameter `{key}={raw}` ignored: {key} must be {allowed}. Using {default!r}.")
+    st.session_state[key] = value
+
+
+def _to_url(key: str, value: Any) -> Any:
+    st.query_params[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return value
+
+
+def slider(label: str, key: str, min_value: float, max_value: float, default: float, step: float, **kwargs: Any) -> Any:
+    """st.slider over [min_value, max_value] (int when ``default`` is an int)."""
+    kind = type(default)
+    _from_url(key, default, kind, lambda v: min_value <= v <= max_value, f"a number in [{min_value}, {max_value}]")
+    return _to_url(key, st.slider(label, kind(min_value), kind(max_value), step=kind(step), key=key, **kwargs))
+
+
+def number(label: str, key: str, min_value: float, max_value: float, default: float, step: float, **kwargs: Any) -> Any:
+    """st.number_input over [min_value, max_value] (int when ``default`` is an int)."""
+    kind = type(default)
+    _from_url(key, default, kind, lambda v: min_value <= v <= max_value, f"a number in [{min_value}, {max_value}]")
+    return _to_url(key, st.number_input(label, kind(min_value), kind(max_value), step=kind(step), key=key, **kwargs))
+
+
+def choice(label: str, key: str, options: Sequence[str], default: str, radio: bool = False, **kwargs: Any) -> str:
+    """st.selectbox (or st.radio) over string options."""
+    _from_url(key, default, str, lambda v: v in options, f"one of {list(options)}")
+    widget = st.radio if radio else st.selectbox
+    return _to_url(key, widget(label, list(options), key=key, **kwargs))
+
+
+def toggle(label: str, key: str, default: bool, **kwargs: Any) -> bool:
+    """st.toggle stored as true/false."""
+    parse = {"true": True, "false": False}.get
+    _from_url(key, default, lambda raw: parse(raw.lower()), lambda v: isinstance(v, bool), "true or false")
+    return _to_url(key, st.toggle(label, key=key, **kwargs))
