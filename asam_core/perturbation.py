@@ -103,10 +103,11 @@ def dual_vector(z: Sequence[Tensor], rho: float, p: float = 2.0, batched: bool =
     q = p / (p - 1.0)
     peak = _norms(z, math.inf, batched).amax(dim=0).clamp_min(tiny)
     u = _scaled(z, 1.0 / peak, batched)
-    norm_q = torch.linalg.vector_norm(_norms(u, q, batched), q, dim=0)
+    # max|u| = 1, so ||u||_q >= 1 unless z = 0 (then the numerator is 0): clamping at 1 is exact.
+    norm_q = torch.linalg.vector_norm(_norms(u, q, batched), q, dim=0).clamp_min(1.0)
     out = torch._foreach_pow(torch._foreach_abs(u), q - 1.0)
     torch._foreach_mul_(out, torch._foreach_sign(u))
-    return _scaled(out, rho / norm_q.clamp_min(tiny) ** (q - 1.0), batched)
+    return _scaled(out, rho / norm_q ** (q - 1.0), batched)
 
 
 def perturbation(
