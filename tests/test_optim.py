@@ -1,0 +1,295 @@
+"""asam_core.optim / asam_core.step: the SAM and ASAM wrappers behave as torch optimizers."""
+import copy
+import math
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from asam_core import ASAM, SAM, frozen_batchnorm_stats, param_groups_for, perturbation, sharpness_aware_step
+
+BASES = [
+    (torch.optim.SGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)),
+    (torch.optim.Adam, dict(lr=1e-2)),
+    (torch.optim.AdamW, dict(lr=1e-2, weight_decay=0.01)),
+]
+
+
+def small_net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 3)
+    )
+
+
+def batch(seed: int = 0, n: int = 24):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 6, 6, generator=gen), torch.randint(0, 3, (n,), generator=gen)
+
+
+def params_of(model: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def all_equal(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def train(model, opt, steps, seed=0, m=None):
+    losses = []
+    for i in range(steps):
+        x, y = batch(seed + i)
+        losses.append(sharpness_aware_step(opt, model, F.cross_entropy, x, y, m=m).item())
+    return losses
+
+
+@pytest.mark.parametrize("base, kwargs", BASES)
+@pytest.mark.parametrize("cls", [SAM, ASAM])
+def test_rho_zero_reproduces_the_base_optimizer_exactly(cls, base, kwargs):
+    model_a, model_b = small_net(), small_net()
+    opt_a = cls.from_model(model_a, base, rho=0.0, **kwargs)
+    opt_b = base(model_b.parameters(), **kwargs)
+    for i in range(4):
+        x, y = batch(i)
+        sharpness_aware_step(opt_a, model_a, F.cross_entropy, x, y)
+        opt_b.zero_grad()
+        F.cross_entropy(model_b(x), y).backward()
+        opt_b.step()
+    assert all_equal(params_of(model_a), params_of(model_b))
+
+
+@pytest.mark.parametrize("cls, kwargs", [(SAM, dict(p=2.0)), (ASAM, dict(p=math.inf)), (ASAM, dict(normalization="filter"))])
+def test_first_step_moves_by_eps_and_restore_is_bit_exact(cls, kwargs):
+    model = small_net()
+    opt = cls.from_model(model, torch.optim.SGD, lr=0.1, **kwargs)
+    x, y = batch()
+    F.cross_entropy(model(x), y).backward()
+    before = params_of(model)
+    groups = [(w, g["normalization"]) for g in opt.param_groups for w in g["params"]]
+    expected_eps = perturbation(
+        [w.grad for w, _ in groups], [w.detach() for w, _ in groups], rho=opt.param_groups[0]["rho"],
+        p=opt.param_groups[0]["p"], kinds=[k for _, k in groups], eta=opt.param_groups[0]["eta"],
+    )
+    expected = {id(w): w.detach() + e for (w, _), e in zip(groups, expected_eps)}
+    opt.first_step()
+    for w in model.parameters():
+        torch.testing.assert_close(w.detach(), expected[id(w)], rtol=0, atol=0)
+    opt.restore()
+    assert all_equal(params_of(model), before)
+
+
+def test_params_without_grad_are_skipped():
+    model = small_net()
+    frozen = model[0].weight
+    frozen.requires_grad_(False)
+    opt = ASAM.from_model(model, torch.optim.SGD, lr=0.1)
+    before = frozen.clone()
+    x, y = batch()
+    sharpness_aware_step(opt, model, F.cross_entropy, x, y)
+    assert torch.equal(frozen, before)
+
+
+def test_param_groups_are_decided_from_modules():
+    model = small_net()
+    conv, bn, linear = model[0], model[1], model[5]
+    kinds = {id(w): g["normalization"] for g in param_groups_for(model, "filter") for w in g["params"]}
+    assert kinds[id(conv.weight)] == "filter"
+    assert kinds[id(bn.weight)] == kinds[id(linear.weight)] == "element"
+    assert kinds[id(conv.bias)] == kinds[id(bn.bias)] == kinds[id(linear.bias)] == "none"
+    with_bias = {id(w): g["normalization"] for g in param_groups_for(model, "element", True) for w in g["params"]}
+    assert set(with_bias.values()) == {"element"}
+    opt = ASAM.from_model(model, torch.optim.SGD, lr=0.1)
+    assert opt.param_groups is opt.base_optimizer.param_groups
+    assert sorted(g["normalization"] for g in opt.param_groups) == ["element", "none"]
+
+
+@pytest.mark.parametrize("base, kwargs", BASES)
+def test_state_dict_round_trip_resumes_bit_identically(base, kwargs):
+    model = small_net()
+    opt = ASAM.from_model(model, base, **kwargs)
+    train(model, opt, 3)
+    saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+    assert saved_opt["state"], "the base optimizer's state (momentum / moments) must be saved"
+    assert {g["rho"] for g in saved_opt["param_groups"]} == {0.5}
+    train(model, opt, 3, seed=10)
+
+    resumed = small_net(seed=123)
+    resumed.load_state_dict(saved_model)
+    opt_resumed = ASAM.from_model(resumed, base, rho=0.1, **kwargs)
+    opt_resumed.load_state_dict(saved_opt)
+    assert opt_resumed.param_groups is opt_resumed.base_optimizer.param_groups
+    assert opt_resumed.param_groups[0]["rho"] == 0.5
+    train(resumed, opt_resumed, 3, seed=10)
+    assert all_equal(params_of(model), params_of(resumed))
+
+
+def test_second_pass_leaves_batchnorm_statistics_untouched():
+    model, reference = small_net(), small_net()
+    opt = SAM.from_model(model, torch.optim.SGD, lr=0.0)
+    x, y = batch()
+    sharpness_aware_step(opt, model, F.cross_entropy, x, y)
+    reference(x)  # one train-mode forward: the first pass only
+    for name, buf in model[1].named_buffers():
+        assert torch.equal(buf, dict(reference[1].named_buffers())[name]), name
+    with frozen_batchnorm_stats(model):
+        model(x + 1.0)
+    assert model[1].num_batches_tracked.item() == 1 and model[1].track_running_stats
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [
+        (SAM, dict(rho=0.05)),
+        (SAM, dict(rho=0.005, p=math.inf)),
+        (ASAM, dict(rho=0.5, eta=0.01)),
+        (ASAM, dict(rho=0.5, normalization="filter")),
+        (ASAM, dict(rho=0.5, p=3.0)),
+    ],
+)
+@pytest.mark.parametrize("m", [None, 6])
+def test_loss_decreases_for_every_variant(cls, kwargs, m):
+    model = small_net()
+    opt = cls.from_model(model, torch.optim.SGD, lr=0.05, momentum=0.9, **kwargs)
+    x, y = batch(0, n=24)
+    before = F.cross_entropy(model.eval()(x), y).item()
+    model.train()
+    for _ in range(30):
+        sharpness_aware_step(opt, model, F.cross_entropy, x, y, m=m)
+    after = F.cross_entropy(model.eval()(x), y).item()
+    assert after < 0.7 * before
+
+
+def test_step_with_closure_equals_first_and_second_step():
+    model_a, model_b = small_net(), small_net()
+    opt_a = ASAM.from_model(model_a, torch.optim.SGD, lr=0.1, momentum=0.9)
+    opt_b = ASAM.from_model(model_b, torch.optim.SGD, lr=0.1, momentum=0.9)
+    x, y = batch()
+
+    def closure():
+        opt_a.zero_grad()
+        loss = F.cross_entropy(model_a(x), y)
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        loss_a = opt_a.step(closure)
+        loss_b = sharpness_aware_step(opt_b, model_b, F.cross_entropy, x, y)
+    assert loss_a.item() == loss_b.item()
+    # The closure does not freeze BatchNorm statistics, but train-mode passes do not read them.
+    assert all_equal(params_of(model_a), params_of(model_b))
+    with pytest.raises(RuntimeError, match="closure"):
+        opt_a.step()
+
+
+def test_m_sharpness_averages_per_chunk_sharpness_aware_gradients():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    x, y = torch.randn(12, 4), torch.randint(0, 3, (12,))
+    w0 = params_of(model)
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.2, lr=1.0)
+    sharpness_aware_step(opt, model, F.cross_entropy, x, y, m=4)
+
+    expected = [torch.zeros_like(w) for w in w0]
+    for xs, ys in zip(x.split(4), y.split(4)):
+        w = [t.clone().requires_grad_() for t in w0]
+        g = torch.autograd.grad(F.cross_entropy(F.linear(xs, *w), ys), w)
+        eps = perturbation(list(g), rho=0.2)
+        w_eps = [(t + e).detach().requires_grad_() for t, e in zip(w0, eps)]
+        g_eps = torch.autograd.grad(F.cross_entropy(F.linear(xs, *w_eps), ys), w_eps)
+        expected = [acc + gi / 3 for acc, gi in zip(expected, g_eps)]
+    for w_new, w, g in zip(model.parameters(), w0, expected):
+        torch.testing.assert_close(w_new.detach(), w - g)
+
+
+def test_lr_scheduler_drives_the_base_optimizer_without_warnings():
+    model = small_net()
+    opt = ASAM.from_model(model, torch.optim.SGD, lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for i in range(4):
+            x, y = batch(i)
+            sharpness_aware_step(opt, model, F.cross_entropy, x, y)
+            sched.step()
+    assert opt.base_optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_grad_scaler_gives_the_unscaled_update_and_skips_non_finite_steps():
+    model_a, model_b = small_net(), small_net()
+    opt_a = SAM.from_model(model_a, torch.optim.SGD, lr=0.1)
+    opt_b = SAM.from_model(model_b, torch.optim.SGD, lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    x, y = batch()
+
+    def scaled_step(loss_scale=1.0):
+        opt_b.zero_grad()
+        scaler.scale(F.cross_entropy(model_b(x), y) * loss_scale).backward()
+        opt_b.first_step(zero_grad=True)
+        with frozen_batchnorm_stats(model_b):
+            scaler.scale(F.cross_entropy(model_b(x), y)).backward()
+        scaler.unscale_(opt_b.base_optimizer)
+        torch.nn.utils.clip_grad_norm_(model_b.parameters(), max_norm=1e3)
+        opt_b.second_step(scaler=scaler)
+        scaler.update()
+
+    sharpness_aware_step(opt_a, model_a, F.cross_entropy, x, y)
+    scaled_step()
+    for a, b in zip(model_a.parameters(), model_b.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    before = params_of(model_b)
+    scaled_step(loss_scale=float("inf"))
+    assert all_equal(params_of(model_b), before), "an inf gradient must skip the step and restore w exactly"
+
+
+def test_bf16_autocast_training_step_runs_and_restores_fp32_weights():
+    model = small_net()
+    opt = ASAM.from_model(model, torch.optim.SGD, lr=0.05)
+    x, y = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = [sharpness_aware_step(opt, model, F.cross_entropy, x, y).item() for _ in range(10)]
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, field",
+    [
+        (dict(rho=-1.0), ValueError, "rho"),
+        (dict(p=1.0), ValueError, "p"),
+        (dict(eta=-0.1), ValueError, "eta"),
+        (dict(normalization="layer"), ValueError, "normalization"),
+        (dict(base_optimizer=torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)), TypeError, "base_optimizer"),
+        (dict(base_optimizer=nn.Linear), TypeError, "base_optimizer"),
+        (dict(base_optimizer=torch.optim.Adadelta), TypeError, "rho"),
+    ],
+)
+def test_bad_arguments_raise_naming_the_argument(kwargs, error, field):
+    kwargs = {"base_optimizer": torch.optim.SGD, "lr": 0.1, **kwargs}
+    with pytest.raises(error, match=field):
+        ASAM(small_net().parameters(), **kwargs)
+
+
+def test_groups_must_share_rho():
+    model = small_net()
+    groups = param_groups_for(model)
+    groups[0]["rho"] = 0.1
+    opt = ASAM(groups, torch.optim.SGD, lr=0.1)
+    x, y = batch()
+    F.cross_entropy(model(x), y).backward()
+    with pytest.raises(ValueError, match="rho must be the same"):
+        opt.first_step()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_step_matches_cpu():
+    model_cpu = small_net()
+    model_gpu = small_net().cuda()
+    opt_cpu = ASAM.from_model(model_cpu, torch.optim.SGD, lr=0.1)
+    opt_gpu = ASAM.from_model(model_gpu, torch.optim.SGD, lr=0.1)
+    x, y = batch()
+    sharpness_aware_step(opt_cpu, model_cpu, F.cross_entropy, x, y)
+    sharpness_aware_step(opt_gpu, model_gpu, F.cross_entropy, x.cuda(), y.cuda())
+    for a, b in zip(model_cpu.parameters(), model_gpu.parameters()):
+        torch.testing.assert_close(a, b.cpu(), rtol=1e-4, atol=1e-5)
