@@ -96,8 +96,10 @@ class SAM(torch.optim.Optimizer):
 
     Args: params (iterable or param groups; a group may carry its own "normalization"),
     base_optimizer, rho >= 0 (region radius), p > 1 (2, inf or any p > 1), eta >= 0
-    (ASAM's T_w offset), normalization for groups that do not set it, and the base
-    optimizer's own keyword arguments (lr, momentum, weight_decay, ...).
+    (ASAM's T_w offset), normalization for groups that do not set it, batched (every
+    tensor's leading dimension indexes independent models, each with its own norm, as in
+    ``perturbation(batched=True)``), and the base optimizer's own keyword arguments
+    (lr, momentum, weight_decay, ...).
     """
 
     default_normalization = "none"
@@ -111,6 +113,7 @@ class SAM(torch.optim.Optimizer):
         *,
         eta: float = 0.0,
         normalization: str | None = None,
+        batched: bool = False,
         **base_kwargs: Any,
     ) -> None:
         if not (isinstance(base_optimizer, type) and issubclass(base_optimizer, torch.optim.Optimizer)):
@@ -129,6 +132,7 @@ class SAM(torch.optim.Optimizer):
         self.param_groups = self.base_optimizer.param_groups
         self.defaults.update(self.base_optimizer.defaults)
         self._perturbed: tuple[list[Tensor], list[Tensor]] | None = None
+        self.batched = batched
 
     @classmethod
     def from_model(
@@ -172,11 +176,15 @@ class SAM(torch.optim.Optimizer):
                     params.append(w)
                     grads.append(w.grad)
                     kinds.append(group["normalization"])
-        backups = [self.state[w].setdefault("w", torch.empty_like(w)) for w in params]
+        for w in params:
+            if "w" not in self.state[w]:
+                self.state[w]["w"] = torch.empty_like(w, memory_format=torch.preserve_format)
+        backups = [self.state[w]["w"] for w in params]
         if params:
             torch._foreach_copy_(backups, params)
             eps = perturbation(
-                grads, params, rho=self._shared("rho"), p=self._shared("p"), kinds=kinds, eta=self._shared("eta")
+                grads, params, rho=self._shared("rho"), p=self._shared("p"), kinds=kinds, eta=self._shared("eta"),
+                batched=self.batched,
             )
             torch._foreach_add_(params, eps)
         self._perturbed = (params, backups)
@@ -249,6 +257,9 @@ class ASAM(SAM):
         *,
         eta: float = 0.01,
         normalization: str | None = None,
+        batched: bool = False,
         **base_kwargs: Any,
     ) -> None:
-        super().__init__(params, base_optimizer, rho, p, eta=eta, normalization=normalization, **base_kwargs)
+        super().__init__(
+            params, base_optimizer, rho, p, eta=eta, normalization=normalization, batched=batched, **base_kwargs
+        )
