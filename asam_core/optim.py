@@ -205,14 +205,18 @@ class SAM(torch.optim.Optimizer):
     def second_step(self, zero_grad: bool = False, scaler: torch.amp.GradScaler | None = None) -> None:
         """Restore w, then take the base optimizer's step with the gradient from w + eps."""
         self.restore()
+        self.base_step(scaler)
+        if zero_grad:
+            self.zero_grad()
+
+    def base_step(self, scaler: torch.amp.GradScaler | None = None) -> None:
+        """The base optimizer's step with the gradients now in .grad (through ``scaler`` if given)."""
         if scaler is None:
             self.base_optimizer.step()
         else:
             scaler.step(self.base_optimizer)
         # LR schedulers watch this flag to check that the optimizer stepped before them.
         self._opt_called = True
-        if zero_grad:
-            self.zero_grad()
 
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:  # type: ignore[override]
         """Full update with ``closure`` (zero grads, forward, backward, return loss), called at

@@ -53,6 +53,5 @@ def sharpness_aware_step(
                 torch._foreach_add_(summed, grads, alpha=len(x) / n)
     for w, g in zip(params, summed):
         w.grad = g
-    optimizer.base_optimizer.step()
-    optimizer._opt_called = True
+    optimizer.base_step()
     return loss_at_w
