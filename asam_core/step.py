@@ -24,8 +24,12 @@ def sharpness_aware_step(
     inputs: Tensor,
     targets: Tensor,
     m: int | None = None,
+    on_first_pass: Callable[[Tensor, Tensor], None] | None = None,
 ) -> Tensor:
-    """One update of ``optimizer`` on (inputs, targets); returns the mean loss at w (detached)."""
+    """One update of ``optimizer`` on (inputs, targets); returns the mean loss at w (detached).
+
+    ``on_first_pass(outputs, targets)``, if given, sees each chunk's detached outputs at w
+    (e.g. to count training accuracy without another forward pass)."""
     if m is not None and m < 1:
         raise ValueError(f"m must be a positive number of examples per chunk, got {m!r}")
     n = len(inputs)
@@ -35,7 +39,10 @@ def sharpness_aware_step(
     loss_at_w = torch.zeros((), device=inputs.device)
     for x, y in chunks:
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
+        outputs = model(x)
+        loss = loss_fn(outputs, y)
+        if on_first_pass is not None:
+            on_first_pass(outputs.detach(), y)
         loss.backward()
         loss_at_w += loss.detach() * (len(x) / n)
         optimizer.first_step(zero_grad=True)
