@@ -1,0 +1,122 @@
+"""Two-dimensional losses with analytic gradients, batched over rows of a (B, 2) tensor.
+
+    relu_product   L(w) = |w1 ReLU(w2) - 0.04|          ASAM paper, Figure 3; valley w1 w2 = 0.04, w2 > 0
+    product        L(w) = (w1 w2 - 1/2)^2 / 2            Figure 1: depends on w1 w2 only, so
+                                                         A = diag(a, 1/a) leaves it unchanged
+    quadratic      L(w) = (w1^2 + 10 w2^2) / 2           anisotropic bowl (no rescaling symmetry)
+    rosenbrock     L(w) = ((1 - w1)^2 + 100 (w2 - w1^2)^2) / 100   curved valley, minimum (1, 1)
+
+At kinks the gradient is the one torch.autograd returns (ReLU'(0) = 0, |.|'(0) = 0).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+RELU_PRODUCT_TARGET = 0.04
+PRODUCT_TARGET = 0.5
+QUADRATIC_CURVATURE = 10.0
+
+Box = tuple[tuple[float, float], tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class Loss2D:
+    """A loss on R^2: ``value(w)`` maps (..., 2) to (...), ``grad(w)`` maps (..., 2) to (..., 2).
+
+    ``valley(w1)`` gives w2 on the set of minimizers (None when it is not a curve w2 = f(w1));
+    ``scale_invariant`` says whether L(A w) = L(w) for A = diag(a, 1/a), a > 0.
+    """
+
+    name: str
+    title: str
+    latex: str
+    value: Callable[[Tensor], Tensor]
+    grad: Callable[[Tensor], Tensor]
+    box: Box
+    valley: Callable[[Tensor], Tensor] | None
+    scale_invariant: bool
+
+
+def _relu_product_value(w: Tensor) -> Tensor:
+    return (w[..., 0] * torch.relu(w[..., 1]) - RELU_PRODUCT_TARGET).abs()
+
+
+def _relu_product_grad(w: Tensor) -> Tensor:
+    w1, w2 = w[..., 0], w[..., 1]
+    alive = (w2 > 0).to(w.dtype)
+    relu = w2 * alive
+    sign = torch.sign(w1 * relu - RELU_PRODUCT_TARGET)
+    return torch.stack((sign * relu, sign * w1 * alive), dim=-1)
+
+
+def _product_value(w: Tensor) -> Tensor:
+    return 0.5 * (w[..., 0] * w[..., 1] - PRODUCT_TARGET) ** 2
+
+
+def _product_grad(w: Tensor) -> Tensor:
+    residual = (w[..., 0] * w[..., 1] - PRODUCT_TARGET).unsqueeze(-1)
+    return residual * w.flip(-1)
+
+
+def _quadratic_value(w: Tensor) -> Tensor:
+    return 0.5 * (w[..., 0] ** 2 + QUADRATIC_CURVATURE * w[..., 1] ** 2)
+
+
+def _quadratic_grad(w: Tensor) -> Tensor:
+    return w * w.new_tensor([1.0, QUADRATIC_CURVATURE])
+
+
+def _rosenbrock_value(w: Tensor) -> Tensor:
+    w1, w2 = w[..., 0], w[..., 1]
+    return ((1 - w1) ** 2 + 100 * (w2 - w1**2) ** 2) / 100
+
+
+def _rosenbrock_grad(w: Tensor) -> Tensor:
+    w1, w2 = w[..., 0], w[..., 1]
+    bend = w2 - w1**2
+    return torch.stack(((-2 * (1 - w1) - 400 * w1 * bend) / 100, 2 * bend), dim=-1)
+
+
+LOSSES: dict[str, Loss2D] = {
+    loss.name: loss
+    for loss in (
+        Loss2D(
+            "relu_product", "|w₁·ReLU(w₂) − 0.04| (ASAM Fig. 3)", r"L(w) = \left|w_1 \,\mathrm{ReLU}(w_2) - 0.04\right|",
+            _relu_product_value, _relu_product_grad, ((0.0, 0.4), (-0.1, 0.3)),
+            lambda w1: RELU_PRODUCT_TARGET / w1, True,
+        ),
+        Loss2D(
+            "product", "(w₁w₂ − ½)²/2 (scale-invariant)", r"L(w) = \tfrac12\,(w_1 w_2 - \tfrac12)^2",
+            _product_value, _product_grad, ((0.0, 4.0), (0.0, 2.0)),
+            lambda w1: PRODUCT_TARGET / w1, True,
+        ),
+        Loss2D(
+            "quadratic", "(w₁² + 10 w₂²)/2 (anisotropic bowl)", r"L(w) = \tfrac12\,(w_1^2 + 10\, w_2^2)",
+            _quadratic_value, _quadratic_grad, ((-2.0, 2.0), (-1.0, 1.0)), None, False,
+        ),
+        Loss2D(
+            "rosenbrock", "Rosenbrock / 100 (curved valley)", r"L(w) = \big((1-w_1)^2 + 100\,(w_2 - w_1^2)^2\big)/100",
+            _rosenbrock_value, _rosenbrock_grad, ((-1.5, 1.5), (-0.5, 1.5)), None, False,
+        ),
+    )
+}
+
+
+def get_loss(name: str) -> Loss2D:
+    """The loss called ``name``; ValueError listing the known names otherwise."""
+    if name not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {name!r}")
+    return LOSSES[name]
+
+
+def loss_grid(loss: Loss2D, box: Box, n: int = 200) -> tuple[Tensor, Tensor, Tensor]:
+    """Loss values on an n x n grid over ``box``: (w1 axis (n,), w2 axis (n,), values (n, n) indexed [w2, w1])."""
+    (x0, x1), (y0, y1) = box
+    xs = torch.linspace(x0, x1, n, dtype=torch.float64)
+    ys = torch.linspace(y0, y1, n, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
+    return xs, ys, loss.value(grid)

@@ -1,0 +1,121 @@
+"""SGD, SAM and ASAM on a 2-D loss, batched over many starting points and all methods at once.
+
+One step for every method (gradient descent with optional heavy-ball momentum mu):
+
+    g   = grad L(w)
+    eps = 0                                                     SGD
+    eps = perturbation(g, rho, p=2, kinds="none")               SAM
+    eps = perturbation(g, w, rho, p, kinds="element", eta)      ASAM
+    b  <- mu b + grad L(w + eps);   w <- w - lr b
+
+eps comes from asam_core.perturbation (batched: one norm per row), the same function the
+optimizers call.  All methods and starts are rows of one (M·B, 2) tensor.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import Tensor
+
+from asam_core.perturbation import perturbation
+from toy_problems.losses import Loss2D
+
+Method = Literal["sgd", "sam", "asam"]
+METHODS: tuple[Method, ...] = ("sgd", "sam", "asam")
+
+
+class SimulationConfig(BaseModel):
+    """Hyper-parameters shared by every method of one simulation (rho is SAM's and ASAM's radius)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    methods: tuple[Method, ...] = Field(METHODS, min_length=1)
+    lr: float = Field(0.005, gt=0, le=10)
+    steps: int = Field(1000, ge=1, le=100_000)
+    rho: float = Field(0.05, ge=0, le=10)
+    p: float = Field(2.0, description="ASAM's region norm: 2 (ellipsoid) or inf (cuboid)")
+    eta: float = Field(0.0, ge=0, le=1)
+    momentum: float = Field(0.0, ge=0, lt=1)
+
+    @field_validator("p")
+    @classmethod
+    def _two_or_inf(cls, p: float) -> float:
+        if p not in (2.0, math.inf):
+            raise ValueError("p must be 2 or inf")
+        return p
+
+    @field_validator("methods")
+    @classmethod
+    def _canonical_order(cls, methods: tuple[Method, ...]) -> tuple[Method, ...]:
+        if len(set(methods)) != len(methods):
+            raise ValueError(f"methods must not repeat, got {methods}")
+        return tuple(sorted(methods, key=METHODS.index))
+
+
+@dataclass(frozen=True)
+class Trajectories:
+    """points (M, T, B, 2) and losses (M, T, B) for methods[m], recorded step index steps[t], start b."""
+
+    methods: tuple[Method, ...]
+    steps: Tensor
+    points: Tensor
+    losses: Tensor
+
+    def final(self) -> Tensor:
+        """The last recorded points, (M, B, 2)."""
+        return self.points[:, -1]
+
+
+def _perturbed_points(grad: Tensor, w: Tensor, config: SimulationConfig, n_starts: int) -> Tensor:
+    """w + eps for the SAM and ASAM rows (the rows after the SGD block)."""
+    first = n_starts if "sgd" in config.methods else 0
+    shifted = w[first:].clone()
+    for i, method in enumerate(config.methods[1 if first else 0 :]):
+        rows = slice(first + i * n_starts, first + (i + 1) * n_starts)
+        if method == "sam":
+            eps = perturbation([grad[rows]], rho=config.rho, p=2.0, kinds="none", batched=True)[0]
+        else:
+            eps = perturbation([grad[rows]], [w[rows]], rho=config.rho, p=config.p, kinds="element", eta=config.eta, batched=True)[0]
+        shifted[i * n_starts : (i + 1) * n_starts].add_(eps)
+    return shifted
+
+
+@torch.no_grad()
+def simulate(loss: Loss2D, starts: Tensor, config: SimulationConfig, record_every: int | None = 1) -> Trajectories:
+    """Run every method in ``config.methods`` from every row of ``starts`` (B, 2).
+
+    Records w at steps 0, record_every, 2·record_every, ... and the last step;
+    ``record_every=None`` records only the start and the end (for convergence maps).
+    The dtype of ``starts`` is kept.
+    """
+    if starts.dim() != 2 or starts.shape[-1] != 2:
+        raise ValueError(f"starts must have shape (B, 2), got {tuple(starts.shape)}")
+    if record_every is not None and record_every < 1:
+        raise ValueError(f"record_every must be >= 1 or None, got {record_every!r}")
+    n_methods, n_starts = len(config.methods), len(starts)
+    first = n_starts if "sgd" in config.methods else 0
+    every = config.steps if record_every is None else record_every
+    recorded = sorted(set(range(0, config.steps + 1, every)) | {config.steps})
+    w = starts.repeat(n_methods, 1)
+    buffer = torch.zeros_like(w) if config.momentum else None
+    points = torch.empty(len(recorded), *w.shape, dtype=w.dtype)
+    points[0] = w
+    slot = 1
+    for step in range(1, config.steps + 1):
+        grad = loss.grad(w)
+        if first < len(w):
+            grad[first:] = loss.grad(_perturbed_points(grad, w, config, n_starts))
+        if buffer is None:
+            w.add_(grad, alpha=-config.lr)
+        else:
+            buffer.mul_(config.momentum).add_(grad)
+            w.add_(buffer, alpha=-config.lr)
+        if slot < len(recorded) and recorded[slot] == step:
+            points[slot] = w
+            slot += 1
+    points = points.reshape(len(recorded), n_methods, n_starts, 2).transpose(0, 1)
+    return Trajectories(config.methods, torch.tensor(recorded), points, loss.value(points))
