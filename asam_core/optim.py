@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
+from asam_core.flat import FlatLayout
 from asam_core.perturbation import check_hyperparameters, check_normalization, perturbation
 
 SHARPNESS_KEYS = ("rho", "p", "eta", "normalization")
@@ -131,8 +132,9 @@ class SAM(torch.optim.Optimizer):
             raise TypeError(f"base_optimizer {base_optimizer.__name__} uses the hyper-parameter name(s) {clash} that SAM needs")
         self.param_groups = self.base_optimizer.param_groups
         self.defaults.update(self.base_optimizer.defaults)
-        self._perturbed: tuple[list[Tensor], list[Tensor]] | None = None
         self.batched = batched
+        self._perturbed: list[Tensor] | None = None
+        self._layout: FlatLayout | None = None
 
     @classmethod
     def from_model(
@@ -176,29 +178,33 @@ class SAM(torch.optim.Optimizer):
                     params.append(w)
                     grads.append(w.grad)
                     kinds.append(group["normalization"])
-        for w in params:
-            if "w" not in self.state[w]:
-                self.state[w]["w"] = torch.empty_like(w, memory_format=torch.preserve_format)
-        backups = [self.state[w]["w"] for w in params]
         if params:
-            torch._foreach_copy_(backups, params)
+            layout = self._layout_for(params, kinds)
+            torch._foreach_copy_(layout.backup_views, params)
+            torch._foreach_copy_(layout.scratch_views, grads)
             eps = perturbation(
-                grads, params, rho=self._shared("rho"), p=self._shared("p"), kinds=kinds, eta=self._shared("eta"),
-                batched=self.batched,
+                layout.scratch_parts, layout.backup_parts, rho=self._shared("rho"), p=self._shared("p"),
+                kinds=layout.part_kinds, eta=self._shared("eta"), batched=self.batched,
             )
-            torch._foreach_add_(params, eps)
-        self._perturbed = (params, backups)
+            torch._foreach_add_(eps, layout.backup_parts)
+            torch._foreach_copy_(layout.scratch_parts, eps)
+            torch._foreach_copy_(params, layout.scratch_views)
+        self._perturbed = params
         if zero_grad:
             self.zero_grad()
+
+    def _layout_for(self, params: list[Tensor], kinds: list[str]) -> FlatLayout:
+        if self._layout is None or self._layout.key != FlatLayout.key_for(params, kinds):
+            self._layout = FlatLayout(params, kinds, self.batched)
+        return self._layout
 
     @torch.no_grad()
     def restore(self) -> None:
         """w + eps <- w, by copy (bit-exact)."""
         if self._perturbed is None:
             raise RuntimeError("restore()/second_step() called without a preceding first_step()")
-        params, backups = self._perturbed
-        if params:
-            torch._foreach_copy_(params, backups)
+        if self._perturbed:
+            torch._foreach_copy_(self._perturbed, self._layout.backup_views)
         self._perturbed = None
 
     @torch.no_grad()
