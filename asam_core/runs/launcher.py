@@ -17,16 +17,17 @@ from asam_core.runs.store import RunStore, this_host
 _PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
-def start_worker(store: RunStore, slots: int = 1, exit_when_idle: bool = True) -> int:
-    """Spawn a worker process over ``store``; returns its pid."""
-    args = [sys.executable, "-m", "asam_core.runs", "worker", "--root", str(store.root.resolve()), "--slots", str(slots)]
+def start_worker(store: RunStore, slots: int = 1, exit_when_idle: bool = True, poll: float = 0.5) -> subprocess.Popen:
+    """Spawn a worker process over ``store`` (registered at once, so it counts as live while it starts)."""
+    args = [sys.executable, "-m", "asam_core.runs", "worker", "--root", str(store.root.resolve()),
+            "--slots", str(slots), "--poll", str(poll)]
     with open(store.root / "worker.log", "ab") as log:
         proc = subprocess.Popen(
             args + (["--exit-when-idle"] if exit_when_idle else []),
             cwd=_PROJECT_DIR, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     store.register_worker(proc.pid, this_host())
-    return proc.pid
+    return proc
 
 
 def ensure_worker(store: RunStore, slots: int = 1) -> int | None:
@@ -37,4 +38,4 @@ def ensure_worker(store: RunStore, slots: int = 1) -> int | None:
         counts = store.counts()
         if not (counts["queued"] or counts["running"]) or store.live_workers(this_host()):
             return None
-        return start_worker(store, slots)
+        return start_worker(store, slots).pid

@@ -22,7 +22,7 @@ import uuid
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, Mapping, Sequence, get_args
+from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence, get_args
 
 from pydantic import ValidationError
 
@@ -392,6 +392,11 @@ class RunStore:
     def unregister_worker(self, pid: int, host: str) -> None:
         with self._connect() as con:
             con.execute("DELETE FROM workers WHERE pid = ? AND host = ?", (pid, host))
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Registered workers: pid, host, started and last heartbeat (time.time() seconds)."""
+        with self._connect() as con:
+            return [dict(row) for row in con.execute("SELECT pid, host, started, heartbeat FROM workers ORDER BY started")]
 
     def live_workers(self, host: str, stale_after: float = STALE_AFTER_S) -> list[tuple[int, str]]:
         """(pid, host) of workers with a fresh heartbeat whose process, when on ``host``, is alive."""
