@@ -1,0 +1,247 @@
+"""Command line: ``python -m asam_core.runs <command> ...``.
+
+``run`` trains in the foreground: one config from ``--config FILE.json`` (an object, or a list
+of objects), a ``--preset NAME`` (its SGD / SAM / ASAM triple, ``--only`` to pick), or flags
+alone; ``--<option> VALUE`` flags override any of them (every RunConfig field has one).  Each
+run writes to its folder: config.json, metrics.jsonl (one line per epoch, upserted),
+steps.jsonl (training loss every log_every_steps steps), checkpoint.pt, result.json.  Ctrl-C
+stops a run after the current step; ``--resume`` continues it from its last epoch.
+
+Each command is a ``add_<name>_command(subparsers)`` function that registers its parser and
+sets ``handler``; ``add_config_options`` / ``configs_from_args`` are shared by commands that
+take a run config.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import sys
+import textwrap
+import typing
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import ValidationError
+
+from asam_core.train.config import PRESET_DESCRIPTIONS, PRESETS, RunConfig, find_preset, format_validation_error
+from asam_core.train.loop import CHECKPOINT_NAME, EpochMetrics, RunResult, train
+from asam_core.train.progress import ProgressBar
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad command-line input; the message is shown as is."""
+
+
+_DEFAULT_TEXT = {"rho": "the paper's for the dataset and optimizer", "normalization": "none for sam, element for asam",
+                 "m": "the whole batch", "subset_per_class": "all images"}
+
+
+def _choices(annotation: Any) -> list[str]:
+    """The allowed values of a bool or (Optional) Literal annotation; [] for other types."""
+    if annotation is bool:
+        return ["true", "false"]
+    for arg in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(arg) is typing.Literal:
+            return [str(a) for a in typing.get_args(arg)]
+    return []
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """--config / --preset / --only and one --<option> flag per RunConfig field."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--config", type=Path, metavar="FILE.json", help="a RunConfig JSON object (or a list of them)")
+    source.add_argument("--preset", metavar="NAME",
+                        help="; ".join(f"'{name}'" for name in PRESETS).replace("%", "%%"))
+    parser.add_argument("--only", metavar="OPT[,OPT]", help="keep only these optimizers of a preset or list (sgd,sam,asam)")
+    options = parser.add_argument_group("run options (override --config / --preset)")
+    for name, field in RunConfig.model_fields.items():
+        default = _DEFAULT_TEXT.get(name, field.default)
+        options.add_argument(f"--{name.replace('_', '-')}", dest=f"opt_{name}",
+                             metavar="|".join(_choices(field.annotation)) or name.upper(),
+                             help=f"{field.description} (default: {default})".replace("%", "%%"))
+
+
+def _base_options(args: argparse.Namespace) -> list[dict[str, Any]]:
+    if args.preset:
+        try:
+            return [config.options() for config in PRESETS[find_preset(args.preset)]]
+        except KeyError as err:
+            raise UsageError(err.args[0]) from None
+    if args.config:
+        try:
+            loaded = json.loads(args.config.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise UsageError(f"cannot read {args.config}: {err}") from None
+        loaded = loaded if isinstance(loaded, list) else [loaded]
+        if not all(isinstance(item, dict) for item in loaded):
+            raise UsageError(f"{args.config} must hold a JSON object or a list of objects")
+        return loaded
+    return [{}]
+
+
+def _validated(options_list: list[dict[str, Any]], args: argparse.Namespace) -> list[RunConfig]:
+    overrides = {name: getattr(args, f"opt_{name}") for name in RunConfig.model_fields
+                 if getattr(args, f"opt_{name}") is not None}
+    configs = []
+    for options in options_list:
+        try:
+            configs.append(RunConfig.model_validate({**options, **overrides}))
+        except ValidationError as err:
+            raise UsageError("invalid run config:\n" + format_validation_error(err)) from None
+    if args.only:
+        keep = set(args.only.split(","))
+        configs = [c for c in configs if c.optimizer in keep]
+        if not configs:
+            raise UsageError(f"--only {args.only} keeps none of the runs")
+    return configs
+
+
+def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:
+    """The validated configs the arguments describe; UsageError with one line per bad field."""
+    return _validated(_base_options(args), args)
+
+
+def default_out_dir(config: RunConfig) -> Path:
+    """runs/<label or optimizer>-<8 hex digits of the training settings>: stable, so --resume finds it."""
+    digest = hashlib.sha1(json.dumps(config.training_identity(), sort_keys=True).encode()).hexdigest()[:8]
+    return Path("runs") / f"{(config.label or config.optimizer).lower().replace(' ', '_')}-{digest}"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class ConsoleSink:
+    """TrainSink for the foreground: progress bar, a line per epoch, JSON lines in ``out_dir``."""
+
+    def __init__(self, out_dir: Path, config: RunConfig) -> None:
+        self.out_dir, self.config = out_dir, config
+        self.metrics_path = out_dir / "metrics.jsonl"
+        lines = self.metrics_path.read_text().splitlines() if self.metrics_path.exists() else []
+        self.metrics = {row["epoch"]: row for row in map(json.loads, lines)}
+        self.bar: ProgressBar | None = None
+        self.stop_requested = False
+
+    def on_step(self, step: int, total_steps: int, train_loss: float) -> None:
+        if self.bar is None:
+            self.bar = ProgressBar(total_steps, self.config.label or self.config.optimizer)
+        self.bar.update(step, f"loss {train_loss:.3f}")
+        with open(self.out_dir / "steps.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, "train_loss": train_loss}) + "\n")
+
+    def on_epoch(self, m: EpochMetrics) -> None:
+        self.metrics[m.epoch] = vars(m)
+        _write_atomic(self.metrics_path, "".join(json.dumps(self.metrics[e]) + "\n" for e in sorted(self.metrics)))
+        test = "not evaluated" if m.test_acc is None else f"loss {m.test_loss:.3f} acc {m.test_acc:6.2%}"
+        line = (f"epoch {m.epoch:>3}/{self.config.epochs}  train loss {m.train_loss:.3f} acc {m.train_acc:6.2%}  "
+                f"test {test}  lr {m.lr:.3g}  {m.seconds:.1f}s  traj ({m.traj_x:+.4f}, {m.traj_y:+.4f})")
+        if self.bar is None:
+            print(line, flush=True)
+        else:
+            self.bar.write(line)
+
+    def should_stop(self) -> bool:
+        return self.stop_requested
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops(sink: ConsoleSink) -> Iterator[None]:
+    """First Ctrl-C: stop after the current step; a second one interrupts at once."""
+    def handler(signum: int, frame: Any) -> None:
+        if sink.stop_requested:
+            raise KeyboardInterrupt
+        sink.stop_requested = True
+        print("\nStopping after this step (Ctrl-C again to abort now)...", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_in_foreground(config: RunConfig, out_dir: Path, resume: bool) -> RunResult:
+    """Train ``config`` into ``out_dir`` with console output; writes config.json and result.json."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out_dir / "config.json", config.model_dump_json(indent=2))
+    print(f"== {config.label or config.optimizer}: {config.model} on {config.dataset}, {config.epochs} epochs -> {out_dir}",
+          flush=True)
+    sink = ConsoleSink(out_dir, config)
+    try:
+        with _ctrl_c_stops(sink):
+            result = train(config, sink, out_dir, resume=resume)
+    finally:
+        sink.close()
+    _write_atomic(out_dir / "result.json", json.dumps({"status": result.status, "reason": result.reason,
+                                                       "epochs_completed": result.epochs_completed}, indent=2))
+    print(f"== {result.status}: {result.reason}", flush=True)
+    return result
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    options_list = _base_options(args)
+    configs = _validated(options_list, args)
+    if args.out is None:
+        dirs = [default_out_dir(c) for c in configs]
+    elif len(options_list) == 1:
+        dirs = [args.out]
+    else:
+        dirs = [args.out / (c.label or c.optimizer).lower() for c in configs]
+    if len(set(dirs)) != len(dirs):
+        raise UsageError("two runs would share an output folder; give them different labels")
+    if not args.resume:
+        taken = [str(d) for d in dirs if (d / CHECKPOINT_NAME).exists()]
+        if taken:
+            raise UsageError(f"{', '.join(taken)} already hold(s) a checkpoint: pass --resume to continue, "
+                             "or choose another --out")
+    code = EXIT_OK
+    for config, out_dir in zip(configs, dirs):
+        result = run_in_foreground(config, out_dir, args.resume)
+        if result.status == "cancelled":
+            return EXIT_INTERRUPTED
+        if result.status == "failed":
+            code = EXIT_FAILED
+    return code
+
+
+def add_run_command(subparsers: argparse._SubParsersAction) -> None:
+    """``run``: train in the foreground."""
+    parser = subparsers.add_parser(
+        "run", help="train in the foreground",
+        description="Train CIFAR runs in the foreground. Presets:\n\n" + "\n\n".join(
+            textwrap.fill(f"'{name}': {text}", 100, initial_indent="  ", subsequent_indent="    ")
+            for name, text in PRESET_DESCRIPTIONS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_options(parser)
+    parser.add_argument("--out", type=Path, help="output folder; a preset or a list puts each run in OUT/<label> "
+                        "(default: runs/<label>-<hash of the settings>)")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
+    parser.set_defaults(handler=_run_command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m asam_core.runs", description="ASAM Lab CIFAR runs")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_run_command(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE

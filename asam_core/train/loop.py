@@ -1,0 +1,271 @@
+"""The training loop: ``train(config, sink, checkpoint_dir, resume=True) -> RunResult``.
+
+Per step (m-sharpness and frozen BatchNorm statistics on the second pass come from
+``asam_core.sharpness_aware_step``; "sgd" is a plain base-optimizer step):
+
+    sink.should_stop()?  -> RunResult("cancelled")        checked before every step
+    update, lr scheduler step (cosine over all steps)
+    every log_every_steps steps: loss not finite? -> RunResult("failed"), else sink.on_step(...)
+
+Per epoch, in this order: metrics -> ``sink.on_epoch(metrics)`` -> checkpoint written atomically
+(``checkpoint_dir/checkpoint.pt``: model, optimizer incl. the base optimizer's momentum, scheduler,
+torch / CUDA / data-order RNG states, epoch).  With ``resume`` the last checkpoint is loaded and
+training continues at the next epoch, bit-identically on CPU to an uninterrupted run; a crash
+between on_epoch and the checkpoint makes that epoch run and be reported again.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Literal, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from asam_core.optim import ASAM, SAM
+from asam_core.step import sharpness_aware_step
+from asam_core.train.checkpoint import load_checkpoint, save_checkpoint
+from asam_core.train.config import RunConfig
+from asam_core.train.data import CifarData, DataUnavailable, load_cifar, steps_per_epoch, test_batches, train_batches
+from asam_core.train.models import build_model
+from asam_core.train.trajectory import TrajectoryPlane, plane_seed
+
+CHECKPOINT_NAME = "checkpoint.pt"
+EVAL_BATCH_SIZE = 1000
+_DATA_SEED_OFFSET = 0x5EED  # the data-order generator is seeded with seed + this, apart from the init
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """What one epoch reports.  Accuracies are fractions in [0, 1].
+
+    train_loss / train_acc: mean over the epoch's steps of the training objective (cross-entropy
+    with label smoothing) and accuracy, both at w (the first pass), on augmented batches.
+    test_loss / test_acc: plain cross-entropy and accuracy on the test set; None on epochs
+    without evaluation (eval_every_epochs > 1).  lr: the learning rate of the epoch's last step.
+    seconds: wall time of the epoch (training and evaluation).  traj_x, traj_y: the weights'
+    coordinates in the run's trajectory plane (``asam_core.train.trajectory``); the initial
+    weights, "epoch 0", are (0, 0) by construction and are not reported.
+    """
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float | None
+    test_acc: float | None
+    lr: float
+    seconds: float
+    traj_x: float
+    traj_y: float
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How ``train`` ended: "done", "cancelled" (sink.should_stop) or "failed" (non-finite loss,
+    data unavailable, unusable checkpoint), with a human-readable reason."""
+
+    status: Literal["done", "cancelled", "failed"]
+    reason: str
+    epochs_completed: int
+    last: EpochMetrics | None = None
+
+
+class TrainSink(Protocol):
+    """Where the loop reports.  All three are called from the training thread."""
+
+    def on_step(self, step: int, total_steps: int, train_loss: float) -> None:
+        """Every ``log_every_steps`` steps: global step (1-based) and mean training loss since the last call."""
+
+    def on_epoch(self, metrics: EpochMetrics) -> None:
+        """After every epoch, before its checkpoint is written."""
+
+    def should_stop(self) -> bool:
+        """Checked before every step; True cancels the run (the partial epoch is discarded)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> cuda when available, else cpu; "cuda" without CUDA raises RuntimeError."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda was requested but CUDA is not available here; use device cpu or auto")
+    return torch.device(name)
+
+
+def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD for "sgd"; SAM / ASAM over ``param_groups_for(model, ...)`` around SGD otherwise."""
+    base = dict(lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.nesterov)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), **base)
+    cls = ASAM if config.optimizer == "asam" else SAM
+    return cls.from_model(model, torch.optim.SGD, normalization=config.normalization,
+                          normalize_bias=config.normalize_bias, rho=config.rho, p=config.p, eta=config.eta, **base)
+
+
+class _Autocast(nn.Module):
+    """Runs ``model``'s forward under bf16 autocast (backward then follows the forward's dtypes)."""
+
+    def __init__(self, model: nn.Module, device_type: str) -> None:
+        super().__init__()
+        self.model = model
+        self.device_type = device_type
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            return self.model(x)
+
+
+class _Run:
+    """Everything a run holds between epochs, and how to save and restore it."""
+
+    def __init__(self, config: RunConfig, data: CifarData, device: torch.device) -> None:
+        self.config, self.data, self.device = config, data, device
+        torch.manual_seed(config.seed)
+        self.model = build_model(config.model, data.num_classes)
+        self.plane = TrajectoryPlane(self.model.parameters(), plane_seed(config.model, config.seed), device)
+        cuda = device.type == "cuda"
+        self.model.to(device, memory_format=torch.channels_last if cuda else torch.preserve_format)
+        self.forward = _Autocast(self.model, device.type) if cuda and config.bf16 else self.model
+        self.optimizer = build_optimizer(config, self.model)
+        self.base = self.optimizer.base_optimizer if isinstance(self.optimizer, SAM) else self.optimizer
+        self.steps_per_epoch = steps_per_epoch(len(data.train_y), config.batch_size)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.base, T_max=self.total_steps)
+        self.generator = torch.Generator(device).manual_seed(config.seed + _DATA_SEED_OFFSET)
+        self.last_lr = config.lr
+
+    def loss_fn(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return F.cross_entropy(outputs.float(), targets, label_smoothing=self.config.label_smoothing)
+
+    def step(self, x: Tensor, y: Tensor, count: Callable[[Tensor, Tensor], None]) -> Tensor:
+        """One update; returns the training loss at w (detached)."""
+        self.last_lr = self.base.param_groups[0]["lr"]
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        if isinstance(self.optimizer, SAM):
+            loss = sharpness_aware_step(self.optimizer, self.forward, self.loss_fn, x, y, self.config.m, count)
+        else:
+            outputs = self.forward(x)
+            loss = self.loss_fn(outputs, y)
+            count(outputs.detach(), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        self.scheduler.step()
+        return loss.detach()
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float]:
+        """Plain cross-entropy and accuracy on the test set."""
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        for x, y in test_batches(self.data, EVAL_BATCH_SIZE):
+            outputs = self.forward(x).float()
+            loss_sum += F.cross_entropy(outputs, y, reduction="sum")
+            correct += (outputs.argmax(1) == y).sum()
+        self.model.train()
+        n = len(self.data.test_y)
+        return loss_sum.item() / n, correct.item() / n
+
+    def state(self, epoch: int, metrics: EpochMetrics) -> dict:
+        return {
+            "epoch": epoch,
+            "config": self.config.training_identity(),
+            "device_type": self.device.type,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng_torch": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "rng_data": self.generator.get_state(),
+            "metrics": asdict(metrics),
+        }
+
+    def restore(self, state: dict) -> str | None:
+        """Load a checkpoint; returns why it cannot be used, or None."""
+        if state["config"] != self.config.training_identity():
+            changed = sorted(k for k, v in self.config.training_identity().items() if state["config"].get(k) != v)
+            return f"the checkpoint was written by a run with different settings ({', '.join(changed)})"
+        if state["device_type"] != self.device.type:
+            return f"the checkpoint was written on {state['device_type']}, this run is on {self.device.type}"
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_torch"])
+        if state["rng_cuda"]:
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self.generator.set_state(state["rng_data"])
+        return None
+
+
+def _non_finite(loss_sum: Tensor, steps: int, step: int, epoch: int) -> tuple[float, str | None]:
+    """Mean loss over ``steps`` steps and, when it is NaN or infinite, the reason to stop."""
+    mean = loss_sum.item() / steps
+    if math.isfinite(mean):
+        return mean, None
+    return mean, f"training loss became {mean} (not finite) by step {step} (epoch {epoch}); training stopped"
+
+
+def train(config: RunConfig, sink: TrainSink, checkpoint_dir: Path, resume: bool = True) -> RunResult:
+    """Train ``config`` reporting to ``sink``; see the module docstring for the contract.
+
+    Problems of the run itself (no data, non-finite loss, unusable checkpoint, CUDA missing)
+    return status "failed" with the reason; anything else propagates.
+    """
+    path = Path(checkpoint_dir) / CHECKPOINT_NAME
+    try:
+        device = resolve_device(config.device)
+        data = load_cifar(config.dataset, config.data_dir, subset_per_class=config.subset_per_class,
+                          label_noise=config.label_noise, noise_seed=config.noise_seed, device=device,
+                          download_missing=config.download)
+    except (DataUnavailable, RuntimeError) as err:
+        return RunResult("failed", str(err), 0)
+    run = _Run(config, data, device)
+    start, last = 0, None
+    state = load_checkpoint(path) if resume else None
+    if state is not None:
+        problem = run.restore(state)
+        if problem:
+            return RunResult("failed", f"cannot resume from {path}: {problem}", 0)
+        start, last = state["epoch"], EpochMetrics(**state["metrics"])
+    window_loss = torch.zeros((), device=device)
+    for epoch in range(start + 1, config.epochs + 1):
+        began = time.perf_counter()
+        epoch_loss = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+
+        def count(outputs: Tensor, targets: Tensor) -> None:
+            nonlocal correct
+            correct += (outputs.argmax(1) == targets).sum()
+
+        for i, (x, y) in enumerate(train_batches(data, config.batch_size, run.generator, config.augment)):
+            step = (epoch - 1) * run.steps_per_epoch + i + 1
+            if sink.should_stop():
+                return RunResult("cancelled", f"stopped on request before step {step} (epoch {epoch})", epoch - 1, last)
+            loss = run.step(x, y, count)
+            epoch_loss += loss
+            window_loss += loss
+            seen += len(y)
+            if step % config.log_every_steps == 0:
+                mean, failure = _non_finite(window_loss, config.log_every_steps, step, epoch)
+                if failure:
+                    return RunResult("failed", failure, epoch - 1, last)
+                sink.on_step(step, run.total_steps, mean)
+                window_loss.zero_()
+        train_loss, failure = _non_finite(epoch_loss, run.steps_per_epoch, epoch * run.steps_per_epoch, epoch)
+        if failure:
+            return RunResult("failed", failure, epoch - 1, last)
+        evaluate = epoch % config.eval_every_epochs == 0 or epoch == config.epochs
+        test_loss, test_acc = run.evaluate() if evaluate else (None, None)
+        traj_x, traj_y = run.plane.coordinates(run.model.parameters())
+        last = EpochMetrics(epoch=epoch, train_loss=train_loss, train_acc=correct.item() / seen, test_loss=test_loss,
+                            test_acc=test_acc, lr=run.last_lr, seconds=time.perf_counter() - began,
+                            traj_x=traj_x, traj_y=traj_y)
+        sink.on_epoch(last)
+        save_checkpoint(path, run.state(epoch, last))
+    return RunResult("done", f"trained {config.epochs} epochs", config.epochs, last)
