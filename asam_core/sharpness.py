@@ -1,0 +1,232 @@
+"""Sharpness measures of a trained network and the rescalings that test them.
+
+    sharpness          max_{||T_w^-1 e||_p <= rho} L(w + e) - L(w)
+                       T_w = I: the SAM paper's sharpness (Eq. 2 without the regularizer);
+                       T_w = diag(|w| + eta) or per-filter norms: the ASAM paper's adaptive
+                       sharpness (Eq. 4), invariant under scaling operators A (Theorem 1).
+    rescale_nodes      w -> Aw: a hidden unit's incoming weights and bias times a > 0, its
+                       outgoing weights times 1/a; a ReLU network computes the same function.
+    hessian_top_eigenvalue   power iteration with Hessian-vector products (SAM paper, 4.2).
+
+"Filter" on a fully connected layer means one row of its weight matrix (the incoming weights
+of one output unit), the analogue of a convolution's output filter.  Per-row norms scale with
+a unit's incoming weights, so filter-wise adaptive sharpness is invariant to any rescaling
+that multiplies every weight row by one factor: node-wise rescaling with one factor per layer
+(the page's slider).  Element-wise adaptive sharpness is invariant to any node-wise rescaling.
+Both need eta = 0 and normalized biases for exact invariance.
+
+All measures run with BatchNorm (and dropout) in eval mode and leave the model's weights and
+mode exactly as they found them.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from asam_core.optim import param_groups_for
+from asam_core.perturbation import check_hyperparameters, normalization_operator, perturbation, region_norm
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+Batches = Iterable[tuple[Tensor, Tensor]]
+
+WEIGHT_LAYERS = (nn.Linear, nn.modules.conv._ConvNd)
+HOMOGENEOUS = (
+    nn.ReLU, nn.LeakyReLU, nn.Identity, nn.Dropout, nn.Flatten,
+    nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd,
+)
+
+
+@dataclass(frozen=True)
+class SharpnessEstimate:
+    """value = best L(w + e) - L(w) found; first_order = the value at the linearized maximizer
+    e_1 = perturbation(grad L(w)); eps = the best e (||T_w^-1 eps||_p <= rho); loss = L(w)."""
+
+    value: float
+    first_order: float
+    loss: float
+    eps: list[Tensor]
+
+
+@contextlib.contextmanager
+def _measuring(model: nn.Module) -> Iterator[list[Tensor]]:
+    """Eval mode inside; afterwards the weights are copied back bit-exactly and the mode restored."""
+    was_training = model.training
+    params = list(model.parameters())
+    backup = [w.detach().clone() for w in params]
+    model.eval()
+    try:
+        yield backup
+    finally:
+        with torch.no_grad():
+            torch._foreach_copy_(params, backup)
+        model.train(was_training)
+
+
+def region_parameters(model: nn.Module, normalization: str | None, normalize_bias: bool) -> tuple[list[Tensor], list[str]]:
+    """Trainable parameters and their normalization; "filter" on any weight with >= 2 dims (rows of a Linear)."""
+    base = "none" if normalization in (None, "none") else "element"
+    if normalization not in (None, "none", "element", "filter"):
+        raise ValueError(f"normalization must be None, 'element' or 'filter', got {normalization!r}")
+    params, kinds = [], []
+    for group in param_groups_for(model, base, normalize_bias):
+        for w in group["params"]:
+            if w.requires_grad:
+                kind = group["normalization"]
+                params.append(w)
+                kinds.append("filter" if normalization == "filter" and kind == "element" and w.dim() >= 2 else kind)
+    return params, kinds
+
+
+def _mean_loss(model: nn.Module, loss_fn: LossFn, batches: Sequence[tuple[Tensor, Tensor]]) -> Tensor:
+    """L(w): the size-weighted mean of loss_fn over the batches."""
+    total = sum(len(x) for x, _ in batches)
+    return sum(loss_fn(model(x), y) * (len(x) / total) for x, y in batches)
+
+
+def _loss_and_grad(
+    model: nn.Module, loss_fn: LossFn, batches: Sequence[tuple[Tensor, Tensor]], params: list[Tensor]
+) -> tuple[float, list[Tensor]]:
+    with torch.enable_grad():
+        loss = _mean_loss(model, loss_fn, batches)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return loss.item(), [torch.zeros_like(w) if g is None else g for w, g in zip(params, grads)]
+
+
+def _project(eps: list[Tensor], scales: list[Tensor | None], rho: float, p: float) -> list[Tensor]:
+    """Project e onto {||T^-1 e||_p <= rho}: u = T^-1 e onto the p-ball (exact for p = 2 and inf,
+    radial for other p), then e = T u.  Entries with T = 0 (eta = 0, w = 0) get e = 0."""
+    u = [e if t is None else torch.where(t > 0, e / t, 0.0) for e, t in zip(eps, scales)]
+    if p == math.inf:
+        u = [x.clamp(-rho, rho) for x in u]
+    else:
+        norm = region_norm(u, p=p).item()
+        if norm > rho:
+            u = [x * (rho / norm) for x in u]
+    return [x if t is None else x * t for x, t in zip(u, scales)]
+
+
+def _random_start(
+    params: list[Tensor], scales: list[Tensor | None], rho: float, p: float, generator: torch.Generator
+) -> list[Tensor]:
+    """A random point on the region's boundary: e = T u with u a Gaussian direction, ||u||_p = rho."""
+    u = [torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device) for w in params]
+    norm = region_norm(u, p=p).item()
+    return [x * (rho / norm) if t is None else x * (rho / norm) * t for x, t in zip(u, scales)]
+
+
+def sharpness(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: Batches,
+    rho: float,
+    p: float = 2.0,
+    normalization: str | None = None,
+    *,
+    eta: float = 0.01,
+    normalize_bias: bool = False,
+    steps: int = 10,
+    step_size: float | None = None,
+    restarts: int = 1,
+    seed: int = 0,
+) -> SharpnessEstimate:
+    """max of L(w + e) - L(w) over ||T_w^-1 e||_p <= rho, by projected gradient ascent.
+
+    Ascent step: e <- project(e + perturbation(grad L(w + e), w, rho=step_size)), i.e. a
+    steepest-ascent step of p-norm ``step_size`` (default rho / 2) in the normalized
+    coordinates T_w^-1 e, with T_w always taken at the unperturbed w.  Starts: the linearized
+    maximizer perturbation(grad L(w), w, rho) and ``restarts`` random boundary points (from
+    ``seed``).  The best value over every visited point is returned, so it is never below
+    the first-order value.  normalization None is the SAM paper's sharpness; "element" and
+    "filter" the ASAM paper's adaptive sharpness (biases normalized only with normalize_bias).
+    """
+    check_hyperparameters(rho, p, eta)
+    if steps < 0 or restarts < 0:
+        raise ValueError(f"steps and restarts must be >= 0, got steps={steps!r}, restarts={restarts!r}")
+    batches = list(batches)
+    step_size = rho / 2 if step_size is None else step_size
+    params, kinds = region_parameters(model, normalization, normalize_bias)
+    generator = torch.Generator().manual_seed(seed)
+    with _measuring(model):
+        w = [x.detach().clone() for x in params]
+        scales = normalization_operator(w, kinds, eta)
+        loss0, g0 = _loss_and_grad(model, loss_fn, batches, params)
+        starts = [perturbation(g0, w, rho=rho, p=p, kinds=kinds, eta=eta)]
+        starts += [_random_start(w, scales, rho, p, generator) for _ in range(restarts)]
+        best, best_eps, first_order = -math.inf, starts[0], None
+        for eps in starts:
+            for i in range(steps + 1):
+                with torch.no_grad():
+                    torch._foreach_copy_(params, w)
+                    torch._foreach_add_(params, eps)
+                loss, grads = _loss_and_grad(model, loss_fn, batches, params)
+                first_order = loss - loss0 if first_order is None else first_order
+                if loss - loss0 > best:
+                    best, best_eps = loss - loss0, eps
+                if i < steps:
+                    step = perturbation(grads, w, rho=step_size, p=p, kinds=kinds, eta=eta)
+                    eps = _project(torch._foreach_add(eps, step), scales, rho, p)
+    return SharpnessEstimate(value=best, first_order=first_order, loss=loss0, eps=[e.detach() for e in best_eps])
+
+
+def hessian_top_eigenvalue(
+    model: nn.Module, loss_fn: LossFn, batches: Batches, iters: int = 100, tol: float = 1e-6, seed: int = 0
+) -> float:
+    """The dominant eigenvalue of the Hessian of L at w (largest |lambda|; lambda_max near a
+    minimum), by power iteration v <- Hv / ||Hv|| with Hessian-vector products (double
+    backward); stops when the Rayleigh quotient v.Hv changes by less than tol relative."""
+    batches = list(batches)
+    params = [w for w in model.parameters() if w.requires_grad]
+    generator = torch.Generator().manual_seed(seed)
+    with _measuring(model), torch.enable_grad():
+        loss = _mean_loss(model, loss_fn, batches)
+        grads = torch.autograd.grad(loss, params, create_graph=True)
+        v = [torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device) for w in params]
+        torch._foreach_div_(v, region_norm(v).item())
+        eigenvalue = math.nan
+        for _ in range(iters):
+            hv = torch.autograd.grad(grads, params, grad_outputs=v, retain_graph=True, allow_unused=True)
+            hv = [torch.zeros_like(w) if h is None else h.detach() for w, h in zip(params, hv)]
+            previous, eigenvalue = eigenvalue, sum(torch.sum(a * b) for a, b in zip(v, hv)).item()
+            norm = region_norm(hv).item()
+            if norm == 0.0 or abs(eigenvalue - previous) <= tol * abs(eigenvalue):
+                break
+            v = torch._foreach_div(hv, norm)
+    return eigenvalue
+
+
+def hidden_layers(model: nn.Sequential) -> list[int]:
+    """Indices of the weight layers of ``model`` whose output units rescale_nodes can rescale."""
+    weights = [i for i, m in enumerate(model) if isinstance(m, WEIGHT_LAYERS)]
+    return [i for i, j in zip(weights, weights[1:]) if all(isinstance(m, HOMOGENEOUS) for m in model[i + 1 : j])]
+
+
+def rescale_nodes(model: nn.Sequential, factors: Mapping[int, float | Tensor]) -> nn.Sequential:
+    """A rescaled copy Aw of ``model``: for each ``index: a`` the output units (channels) of
+    ``model[index]`` get incoming weights and bias times a > 0 (a scalar, or one factor per
+    unit) and the next weight layer's weights from them times 1/a.  Only positively
+    homogeneous modules (ReLU, pooling, Flatten, ...) may sit in between, so the function is
+    unchanged."""
+    allowed = hidden_layers(model)
+    scaled = copy.deepcopy(model)
+    with torch.no_grad():
+        for index, a in factors.items():
+            if index not in allowed:
+                raise ValueError(f"layer {index} cannot be rescaled: choose one of the hidden layers {allowed}")
+            layer = scaled[index]
+            nxt = next(m for m in scaled[index + 1 :] if isinstance(m, WEIGHT_LAYERS))
+            units = layer.weight.shape[0]
+            a = torch.as_tensor(a, dtype=layer.weight.dtype).expand(units)
+            if not bool((a > 0).all()) or not bool(torch.isfinite(a).all()):
+                raise ValueError(f"rescaling factors must be finite and > 0, got {a.tolist()}")
+            layer.weight.mul_(a.reshape(-1, *[1] * (layer.weight.dim() - 1)))
+            if layer.bias is not None:
+                layer.bias.mul_(a)
+            inverse = (1.0 / a).repeat_interleave(nxt.weight.shape[1] // units)
+            nxt.weight.mul_(inverse.reshape(1, -1, *[1] * (nxt.weight.dim() - 2)))
+    return scaled
