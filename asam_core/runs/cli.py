@@ -4,8 +4,9 @@
 of objects), a ``--preset NAME`` (its SGD / SAM / ASAM triple, ``--only`` to pick), or flags
 alone; ``--<option> VALUE`` flags override any of them (every RunConfig field has one).  Each
 run writes to its folder: config.json, metrics.jsonl (one line per epoch, upserted),
-steps.jsonl (training loss every log_every_steps steps), checkpoint.pt, result.json.  Ctrl-C
-stops a run after the current step; ``--resume`` continues it from its last epoch.
+steps.jsonl (training loss every log_every_steps steps, appended: after a resume the re-run
+epoch's steps appear again), checkpoint.pt, result.json.  Ctrl-C stops a run after the
+current step; ``--resume`` continues it from its last epoch.
 
 Each command is a ``add_<name>_command(subparsers)`` function that registers its parser and
 sets ``handler``; ``add_config_options`` / ``configs_from_args`` are shared by commands that

@@ -118,8 +118,9 @@ class _Autocast(nn.Module):
             return self.model(x)
 
 
-class _Run:
-    """Everything a run holds between epochs, and how to save and restore it."""
+class Trainer:
+    """One run's data, model, optimizer, scheduler and data-order generator: ``step`` one batch,
+    ``evaluate``, ``state`` / ``restore`` for checkpoints.  ``train`` drives it; benchmarks time it."""
 
     def __init__(self, config: RunConfig, data: CifarData, device: torch.device) -> None:
         self.config, self.data, self.device = config, data, device
@@ -137,14 +138,17 @@ class _Run:
         self.generator = torch.Generator(device).manual_seed(config.seed + _DATA_SEED_OFFSET)
         self.last_lr = config.lr
 
+    def layout(self, x: Tensor) -> Tensor:
+        """Inputs in the model's memory format (channels_last on CUDA)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+
     def loss_fn(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return F.cross_entropy(outputs.float(), targets, label_smoothing=self.config.label_smoothing)
 
     def step(self, x: Tensor, y: Tensor, count: Callable[[Tensor, Tensor], None]) -> Tensor:
         """One update; returns the training loss at w (detached)."""
         self.last_lr = self.base.param_groups[0]["lr"]
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.layout(x)
         if isinstance(self.optimizer, SAM):
             loss = sharpness_aware_step(self.optimizer, self.forward, self.loss_fn, x, y, self.config.m, count)
         else:
@@ -164,7 +168,7 @@ class _Run:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         for x, y in test_batches(self.data, EVAL_BATCH_SIZE):
-            outputs = self.forward(x).float()
+            outputs = self.forward(self.layout(x)).float()
             loss_sum += F.cross_entropy(outputs, y, reduction="sum")
             correct += (outputs.argmax(1) == y).sum()
         self.model.train()
@@ -224,7 +228,7 @@ def train(config: RunConfig, sink: TrainSink, checkpoint_dir: Path, resume: bool
                           download_missing=config.download)
     except (DataUnavailable, RuntimeError) as err:
         return RunResult("failed", str(err), 0)
-    run = _Run(config, data, device)
+    run = Trainer(config, data, device)
     start, last = 0, None
     state = load_checkpoint(path) if resume else None
     if state is not None:
