@@ -6,6 +6,7 @@ st.set_page_config(page_title="ASAM Lab", page_icon="⛰️", layout="wide")
 PAGES = [
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),
     st.Page("pages/cifar_runs.py", title="CIFAR runs", icon="📈"),
+    st.Page("pages/scale_invariance.py", title="Scale invariance", icon="⚖️"),
 ]
 
 st.navigation(PAGES).run()

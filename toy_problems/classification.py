@@ -9,9 +9,10 @@ its own perturbation, exactly as if it were trained alone.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -139,7 +140,10 @@ def grid_axes(points: Tensor, resolution: int, margin: float = 0.25) -> tuple[Te
     """x1 and x2 coordinates of a square-cell grid covering the points plus a margin."""
     low = points.reshape(-1, 2).amin(0) - margin
     high = points.reshape(-1, 2).amax(0) + margin
-    return torch.linspace(low[0], high[0], resolution), torch.linspace(low[1], high[1], resolution)
+    return (
+        torch.linspace(low[0], high[0], resolution, dtype=points.dtype),
+        torch.linspace(low[1], high[1], resolution, dtype=points.dtype),
+    )
 
 
 @torch.no_grad()
@@ -268,6 +272,18 @@ def evaluate(model: MLP, data: ClassifierData) -> dict[str, Tensor]:
     }
 
 
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Torch on one thread inside the block: these networks are too small for intra-op
+    parallelism, whose thread barriers stall badly when other processes share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _marks(steps: int, count: int) -> np.ndarray:
     """Up to ``count`` distinct steps spread evenly over [0, steps], always ending at steps."""
     return np.unique(np.round(np.linspace(steps, 0, count)).astype(int))
@@ -277,15 +293,9 @@ def train_classifiers(config: ClassifierConfig, progress: Callable[[int, int], N
     """Train one MLP per optimizer in config.optimizers, all from the same initialization, on
     the same noisy data (all members at once), full batch, recording metrics and grids.
 
-    ``progress(step, steps)`` is called about a hundred times during training.  Runs on one
-    thread: the networks are too small for intra-op parallelism, whose thread barriers stall
-    badly when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    ``progress(step, steps)`` is called about a hundred times during training."""
+    with single_thread():
         return _train(config, progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(config: ClassifierConfig, progress: Callable[[int, int], None] | None) -> ClassifierRun:

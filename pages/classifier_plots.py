@@ -1,0 +1,44 @@
+"""Plotly figures shared by the 2-D classifier pages (scale invariance, noisy labels)."""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+CLASS_COLORS = ("#2166ac", "#b2182b")
+OPTIMIZER_COLORS = {"SGD": "#7f7f7f", "SAM": "#1f77b4", "ASAM": "#d62728"}
+
+
+def boundary_figure(
+    x1: np.ndarray,
+    x2: np.ndarray,
+    probs: np.ndarray,
+    points: np.ndarray,
+    labels: np.ndarray,
+    flipped: np.ndarray | None = None,
+    title: str = "",
+    height: int = 380,
+) -> go.Figure:
+    """P(class 1 | x) as a heatmap with the decision boundary P = 0.5, and the labelled points
+    (flipped ones drawn as crosses)."""
+    fig = go.Figure(go.Contour(
+        x=x1, y=x2, z=probs, zmin=0.0, zmax=1.0, colorscale="RdBu_r", opacity=0.55, showscale=False,
+        contours=dict(start=0.5, end=0.5, size=1.0, coloring="heatmap", showlines=True), line=dict(width=2.5),
+        name="P(class 1)", hovertemplate="x₁=%{x:.2f}<br>x₂=%{y:.2f}<br>P(class 1)=%{z:.2f}<extra></extra>",
+    ))
+    flipped = np.zeros(len(labels), dtype=bool) if flipped is None else flipped
+    for label, color in enumerate(CLASS_COLORS):
+        for was_flipped, symbol, suffix in ((False, "circle", ""), (True, "x", ", flipped")):
+            keep = (labels == label) & (flipped == was_flipped)
+            if keep.any() or not was_flipped:
+                fig.add_trace(go.Scatter(
+                    x=points[keep, 0], y=points[keep, 1], mode="markers", name=f"label {label}{suffix}",
+                    marker=dict(color=color, symbol=symbol, size=8 if was_flipped else 6,
+                                line=dict(color="black" if was_flipped else "white", width=1)),
+                ))
+    fig.update_layout(
+        title=title, height=height, margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h", yanchor="top", y=-0.12, font=dict(size=11)),
+        xaxis=dict(title="x₁", range=[float(x1[0]), float(x1[-1])], constrain="domain"),
+        yaxis=dict(title="x₂", range=[float(x2[0]), float(x2[-1])], scaleanchor="x", scaleratio=1, constrain="domain"),
+    )
+    return fig

@@ -1,0 +1,114 @@
+"""Theorem 1 on a real network: sharpness measures of a small ReLU classifier w and of its
+node-wise rescalings Aw (same function, same loss, same decision boundary).
+
+    sharpness                  max_{||e||_2 <= rho} L(w + e) - L(w)              changes with A
+    adaptive sharpness         max_{||T_w^-1 e||_p <= rho} L(w + e) - L(w)      invariant (eta = 0,
+                               (element-wise and filter-wise = per weight row)   biases normalized)
+    Hessian lambda_max         top eigenvalue of the Hessian of L                changes with A
+
+Exact invariance needs T_{Aw} = A T_w, i.e. eta = 0 and normalized biases.  ASAM's defaults
+(eta = 0.01 for stability, biases unnormalized for translation invariance of the bias) make it
+hold only nearly: eta matters where |w| is comparable to eta, biases where they are large.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from asam_core.sharpness import hessian_top_eigenvalue, hidden_layers, rescale_nodes, sharpness
+from toy_problems.classification import ClassifierConfig, single_thread, train_classifiers
+
+MEASURES = (
+    "loss",
+    "sharpness",
+    "adaptive, element-wise",
+    "adaptive, filter-wise",
+    "adaptive, element-wise (ASAM defaults)",
+    "adaptive, filter-wise (ASAM defaults)",
+    "Hessian λ_max",
+)
+INVARIANT = ("loss", "adaptive, element-wise", "adaptive, filter-wise")
+
+
+class MeasureConfig(BaseModel):
+    """Region and estimator settings shared by every measure."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rho: float = Field(0.05, gt=0.0, le=2.0)
+    p: float = Field(2.0, gt=1.0)
+    eta: float = Field(0.01, ge=0.0, le=1.0, description="T_w offset of the 'ASAM defaults' measures")
+    steps: int = Field(10, ge=0, le=200, description="projected ascent steps")
+    restarts: int = Field(1, ge=0, le=10, description="random starts besides the first-order one")
+    seed: int = Field(0, ge=0)
+
+
+def reference_config(dataset: str = "moons", seed: int = 0) -> ClassifierConfig:
+    """A small ReLU MLP (2-16-16-2) trained with SGD on clean labels; about a second on one core."""
+    return ClassifierConfig(
+        dataset=dataset, n_train=200, n_test=200, flip_rate=0.0, seed=seed, width=16, depth=2, steps=600,
+        lr=0.1, optimizers=("SGD",), evals=2, snapshots=1, resolution=8,
+    )
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A trained classifier (member 0 of an SGD run) and its training data, in float64."""
+
+    model: nn.Sequential
+    x: Tensor
+    y: Tensor
+
+
+def train_reference(config: ClassifierConfig) -> Reference:
+    """Train ``config`` and keep member 0's network and training data (float64, so rescaled
+    measures agree to rounding)."""
+    run = train_classifiers(config)
+    return Reference(run.models["SGD"].member(0).double(), run.data.x_train[0].double(), run.data.y_train[0])
+
+
+def rescale_layer(model: nn.Sequential, layer: int, a: float) -> nn.Sequential:
+    """Aw: every unit of hidden layer ``layer`` (0-based) times a, the next layer times 1/a."""
+    layers = hidden_layers(model)
+    if not 0 <= layer < len(layers):
+        raise ValueError(f"layer must be in [0, {len(layers) - 1}] (the hidden layers), got {layer!r}")
+    return rescale_nodes(model, {layers[layer]: a})
+
+
+def measures(model: nn.Module, x: Tensor, y: Tensor, config: MeasureConfig) -> dict[str, float]:
+    """Every entry of MEASURES for ``model`` on (x, y) with cross-entropy loss."""
+    with single_thread():
+        return _measures(model, [(x, y)], config)
+
+
+def _measures(model: nn.Module, batches: list[tuple[Tensor, Tensor]], config: MeasureConfig) -> dict[str, float]:
+    common = dict(p=config.p, steps=config.steps, restarts=config.restarts, seed=config.seed)
+    exact = dict(eta=0.0, normalize_bias=True, **common)
+    default = dict(eta=config.eta, normalize_bias=False, **common)
+
+    def estimate(normalization: str | None, options: dict) -> float:
+        return sharpness(model, F.cross_entropy, batches, config.rho, normalization=normalization, **options).value
+
+    plain = sharpness(model, F.cross_entropy, batches, config.rho, normalization=None, **exact)
+    return {
+        "loss": plain.loss,
+        "sharpness": plain.value,
+        "adaptive, element-wise": estimate("element", exact),
+        "adaptive, filter-wise": estimate("filter", exact),
+        "adaptive, element-wise (ASAM defaults)": estimate("element", default),
+        "adaptive, filter-wise (ASAM defaults)": estimate("filter", default),
+        "Hessian λ_max": hessian_top_eigenvalue(model, F.cross_entropy, batches, iters=50, tol=1e-4, seed=config.seed),
+    }
+
+
+def measures_over_scales(
+    model: nn.Sequential, x: Tensor, y: Tensor, layer: int, scales: Sequence[float], config: MeasureConfig
+) -> dict[str, np.ndarray]:
+    """MEASURES of rescale_layer(model, layer, a) for each a in ``scales``: name -> (len(scales),)."""
+    rows = [measures(rescale_layer(model, layer, a), x, y, config) for a in scales]
+    return {name: np.array([row[name] for row in rows]) for name in MEASURES}
