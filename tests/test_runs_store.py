@@ -228,4 +228,4 @@ class ClaimMachine(RuleBasedStateMachine):
 
 
 TestClaimMachine = ClaimMachine.TestCase
-TestClaimMachine.settings = settings(max_examples=12, stateful_step_count=15, deadline=None)
+TestClaimMachine.settings = settings(max_examples=10, stateful_step_count=12, deadline=None)

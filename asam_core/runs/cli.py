@@ -8,6 +8,10 @@ steps.jsonl (training loss every log_every_steps steps, appended: after a resume
 epoch's steps appear again), checkpoint.pt, result.json.  Ctrl-C stops a run after the
 current step; ``--resume`` continues it from its last epoch.
 
+``submit`` (same config sources as ``run``), ``list``, ``show``, ``cancel``, ``export`` (CSV) and
+``worker`` work on the run store (asam_core.runs.store; ``--root DIR``, default
+$ASAM_LAB_RUNS_DIR or ./runs): ``submit`` queues, a ``worker`` process trains in the background.
+
 Each command is a ``add_<name>_command(subparsers)`` function that registers its parser and
 sets ``handler``; ``add_config_options`` / ``configs_from_args`` are shared by commands that
 take a run config.
@@ -16,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import hashlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -28,6 +34,9 @@ from typing import Any, Iterator
 
 from pydantic import ValidationError
 
+from asam_core.runs import views
+from asam_core.runs.store import METRIC_FIELDS, ROOT_ENV, STATUSES, RunRecord, RunStore, UnknownRun, this_host
+from asam_core.runs.worker import run_worker
 from asam_core.train.config import PRESET_DESCRIPTIONS, PRESETS, RunConfig, find_preset, format_validation_error
 from asam_core.train.loop import CHECKPOINT_NAME, EpochMetrics, RunResult, train
 from asam_core.train.progress import ProgressBar
@@ -232,10 +241,128 @@ def add_run_command(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_command)
 
 
+# --- the run store: submit, list, show, cancel, export, worker ---------------------------------
+
+LIST_COLUMNS = ("run", "status", "progress", "optimizer", "rho", "model", "epochs", "best test acc (%)", "owner",
+                "created", "label")
+
+
+def _store_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+    parser.add_argument("--root", type=Path, metavar="DIR",
+                        help=f"folder of the run store (default: ${ROOT_ENV}, else ./runs)")
+    return parser
+
+
+def _run_ids(store: RunStore, ids: list[int]) -> list[RunRecord]:
+    try:
+        return [store.get(run_id) for run_id in ids]
+    except UnknownRun as err:
+        raise UsageError(err.args[0]) from None
+
+
+def _submit_command(args: argparse.Namespace) -> int:
+    store = RunStore(args.root)
+    for config in configs_from_args(args):
+        print(f"queued run {store.submit(config, args.owner)}: {config.optimizer} {config.model}"
+              f"{' ' + repr(config.label) if config.label else ''}, {config.epochs} epochs")
+    if not store.live_workers(this_host()):
+        print(f"no worker is running; start one with: python -m asam_core.runs worker --root {store.root}")
+    return EXIT_OK
+
+
+def _list_command(args: argparse.Namespace) -> int:
+    store = RunStore(args.root)
+    rows = views.run_rows(store.list_runs(args.status), store.best_test_acc())
+    print(views.text_table([{**row, "progress": f"{row['progress']:.0%}"} for row in rows], LIST_COLUMNS))
+    return EXIT_OK
+
+
+def _show_command(args: argparse.Namespace) -> int:
+    store = RunStore(args.root)
+    (run,) = _run_ids(store, [args.run_id])
+    print(f"run {run.id}: {run.status}{' (cancel requested)' if run.cancel_requested and run.status == 'running' else ''}"
+          f", {run.progress:.0%}, owner {run.owner}, attempts {run.attempts}")
+    if run.worker_pid is not None:
+        print(f"worker: pid {run.worker_pid} on {run.worker_host}")
+    if run.error:
+        print(f"error: {run.error}")
+    print(run.config.model_dump_json(indent=2))
+    print(views.text_table(store.metrics([run.id]), METRIC_FIELDS))
+    return EXIT_OK
+
+
+def _cancel_command(args: argparse.Namespace) -> int:
+    store = RunStore(args.root)
+    for run in _run_ids(store, args.run_ids):
+        status = store.request_cancel(run.id)
+        print(f"run {run.id}: " + {"cancelled": "cancelled", "running": "stops at its next step"}.get(
+            status, f"already {status}"))
+    return EXIT_OK
+
+
+def _export_command(args: argparse.Namespace) -> int:
+    store = RunStore(args.root)
+    runs = _run_ids(store, args.run_ids) if args.run_ids else store.list_runs()
+    text = views.metrics_csv(runs, store.metrics([run.id for run in runs]))
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        _write_atomic(args.out, text)
+    return EXIT_OK
+
+
+def _worker_command(args: argparse.Namespace) -> int:
+    if args.slots < 1:
+        raise UsageError(f"--slots must be >= 1 (got {args.slots})")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    run_worker(RunStore(args.root), slots=args.slots, exit_when_idle=args.exit_when_idle, poll=args.poll)
+    return EXIT_OK
+
+
+def _default_owner() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "anonymous"
+
+
+def add_store_commands(subparsers: argparse._SubParsersAction) -> None:
+    """``submit``, ``list``, ``show``, ``cancel``, ``export`` and ``worker`` over the run store."""
+    parser = _store_parser(subparsers, "submit", "queue runs for the background worker")
+    add_config_options(parser)
+    parser.add_argument("--owner", default=_default_owner(), help="who queued the runs (default: your user name)")
+    parser.set_defaults(handler=_submit_command)
+
+    parser = _store_parser(subparsers, "list", "list the runs, newest first")
+    parser.add_argument("--status", action="append", choices=STATUSES, help="only runs with this status (repeatable)")
+    parser.set_defaults(handler=_list_command)
+
+    parser = _store_parser(subparsers, "show", "show one run: status, config and metrics per epoch")
+    parser.add_argument("run_id", type=int)
+    parser.set_defaults(handler=_show_command)
+
+    parser = _store_parser(subparsers, "cancel", "cancel runs (a running one stops at its next step)")
+    parser.add_argument("run_ids", type=int, nargs="+", metavar="RUN_ID")
+    parser.set_defaults(handler=_cancel_command)
+
+    parser = _store_parser(subparsers, "export", "write the metrics per epoch as CSV")
+    parser.add_argument("run_ids", type=int, nargs="*", metavar="RUN_ID", help="runs to export (default: all)")
+    parser.add_argument("--out", type=Path, metavar="FILE.csv", help="output file (default: standard output)")
+    parser.set_defaults(handler=_export_command)
+
+    parser = _store_parser(subparsers, "worker", "train queued runs until stopped (SIGTERM / Ctrl-C)")
+    parser.add_argument("--slots", type=int, default=1, help="runs trained at once (default: 1)")
+    parser.add_argument("--poll", type=float, default=0.5, help="seconds between looks at the store (default: 0.5)")
+    parser.add_argument("--exit-when-idle", action="store_true", help="exit once nothing is running or queued")
+    parser.set_defaults(handler=_worker_command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m asam_core.runs", description="ASAM Lab CIFAR runs")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_run_command(subparsers)
+    add_store_commands(subparsers)
     return parser
 
 

@@ -1,4 +1,6 @@
-"""What the "CIFAR runs" page shows, shaped from the store's records: pure functions, no Streamlit.
+"""What the "CIFAR runs" page and the command line show, shaped from the store's records.
+
+Pure functions, no Streamlit:
 
 - ``form_fields`` / ``form_values``: one widget description per RunConfig field (kind, options,
   allowed range), and a config's values as the form shows them (rho / normalization left at
@@ -10,6 +12,7 @@
   give the same initial weights w0 and directions d1, d2), each path starting at w0 = (0, 0).
 - ``metrics_csv``: every metric row with its run's settings.
 - ``parse_run_ids``: run ids from a URL parameter such as "3,5".
+- ``text_table``: rows as aligned text for the command line.
 """
 from __future__ import annotations
 
@@ -237,3 +240,15 @@ def parse_run_ids(raw: str | None, known: Sequence[int]) -> tuple[list[int], lis
         else:
             rejected.append(token)
     return ids, rejected
+
+
+def text_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """``rows`` as aligned plain-text columns (floats to 4 significant digits, None as "-")."""
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    cells = [list(columns)] + [[cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in cells)
