@@ -293,3 +293,42 @@ def test_cuda_step_matches_cpu():
     sharpness_aware_step(opt_gpu, model_gpu, F.cross_entropy, x.cuda(), y.cuda())
     for a, b in zip(model_cpu.parameters(), model_gpu.parameters()):
         torch.testing.assert_close(a, b.cpu(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls, p", [(SAM, 2.0), (ASAM, 2.0), (ASAM, math.inf)])
+def test_batched_optimizer_steps_each_member_as_its_own_model(cls, p):
+    """batched=True: the leading dimension indexes independent models, each with its own norm."""
+    gen = torch.Generator().manual_seed(7)
+    members, x, y = 3, torch.randn(3, 10, 4, generator=gen), torch.randint(0, 2, (3, 10), generator=gen)
+    weight = torch.randn(members, 2, 4, generator=gen)
+    bias = torch.randn(members, 2, generator=gen)
+
+    def loss(w, b, xs, ys):
+        return F.cross_entropy(torch.einsum("...oi,...ni->...no", w, xs) + b[..., None, :], ys, reduction="sum")
+
+    groups = [
+        {"params": [nn.Parameter(weight.clone())], "normalization": cls.default_normalization},
+        {"params": [nn.Parameter(bias.clone())], "normalization": "none"},
+    ]
+    batched = cls(groups, torch.optim.SGD, p=p, lr=0.1, batched=True)
+    (w_b,), (b_b,) = (g["params"] for g in batched.param_groups)
+    sum(loss(w_b[k], b_b[k], x[k], y[k]) for k in range(members)).backward()
+    batched.first_step(zero_grad=True)
+    sum(loss(w_b[k], b_b[k], x[k], y[k]) for k in range(members)).backward()
+    batched.second_step()
+    for k in range(members):
+        w_k, b_k = nn.Parameter(weight[k].clone()), nn.Parameter(bias[k].clone())
+        single = cls(
+            [{"params": [w_k], "normalization": cls.default_normalization}, {"params": [b_k], "normalization": "none"}],
+            torch.optim.SGD, p=p, lr=0.1,
+        )
+
+        def closure():
+            single.zero_grad()
+            value = loss(w_k, b_k, x[k], y[k])
+            value.backward()
+            return value
+
+        single.step(closure)
+        torch.testing.assert_close(w_b[k].detach(), w_k.detach())
+        torch.testing.assert_close(b_b[k].detach(), b_k.detach())
