@@ -169,3 +169,13 @@ def test_first_pass_hook_sees_the_outputs_at_w_of_every_chunk():
     assert len(seen) == 3
     torch.testing.assert_close(torch.cat([o for o, _ in seen]), expected)
     assert torch.equal(torch.cat([t for _, t in seen]), y)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_run_uses_channels_last_and_bf16_and_stays_finite(data_dir, tmp_path):
+    sink = Recorder()
+    result = train(tiny(data_dir, optimizer="asam", device="cuda"), sink, tmp_path)
+    assert result.status == "done" and all(math.isfinite(m.test_loss) for m in sink.epochs)
+    weight = load_checkpoint(tmp_path / CHECKPOINT_NAME)["model"]["0.weight"]
+    assert weight.is_contiguous(memory_format=torch.channels_last)
