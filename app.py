@@ -1,12 +1,18 @@
-"""ASAM Lab: Streamlit entry point (st.navigation over pages/)."""
+"""ASAM Lab: Streamlit entry point (st.navigation over pages/, shared sidebar)."""
 import streamlit as st
 
 st.set_page_config(page_title="ASAM Lab", page_icon="⛰️", layout="wide")
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/regions.py", title="Maximization regions", icon=":material/crop_square:"),
+    st.Page("pages/trajectories.py", title="Trajectories", icon=":material/timeline:"),
     st.Page("pages/cifar_runs.py", title="CIFAR runs", icon="📈"),
     st.Page("pages/scale_invariance.py", title="Scale invariance", icon="⚖️"),
 ]
 
-st.navigation(PAGES).run()
+page = st.navigation(PAGES)
+with st.sidebar:
+    st.caption("SAM: Foret et al., ICLR 2021 · ASAM: Kwon et al., ICML 2021. "
+               "Every control is kept in the URL: copy it to share this exact screen.")
+page.run()

@@ -41,8 +41,11 @@ def test_outcome_and_balance_follow_their_definitions(small_map):
     assert converged.any()
     assert torch.all(small_map.final_loss[converged] < 5e-3)
     expected = torch.log10(small_map.final[..., 0].abs() / small_map.final[..., 1].abs())
-    finite = torch.isfinite(expected)
-    torch.testing.assert_close(small_map.balance[finite], expected[finite])
+    stuck = small_map.outcome == OUTCOMES.index("stuck")
+    assert torch.isnan(small_map.balance[stuck]).all()
+    torch.testing.assert_close(small_map.balance[~stuck], expected[~stuck])
+    assert small_map.outcome_counts().sum(dim=1).tolist() == [49, 49, 49]
+    assert small_map.outcome_counts()[:, 0].tolist() == stuck.sum(dim=(1, 2)).tolist()
 
 
 def test_sam_is_stuck_more_often_than_asam(small_map):

@@ -4,7 +4,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from toy_problems.losses import LOSSES, get_loss, loss_grid
+from toy_problems.losses import LOSSES, bounding_box, get_loss, loss_grid
 
 coordinate = st.floats(-3.0, 3.0, allow_nan=False)
 
@@ -76,3 +76,9 @@ def test_loss_grid_is_indexed_w2_then_w1():
     xs, ys, values = loss_grid(loss, ((-1.0, 1.0), (0.0, 2.0)), n=5)
     assert values.shape == (5, 5)
     assert float(values[3, 1]) == pytest.approx(float(loss.value(torch.stack((xs[1], ys[3])))))
+
+
+def test_bounding_box_contains_every_point_set_with_a_margin():
+    sets = [torch.tensor([[0.0, 1.0], [2.0, 3.0]]), torch.tensor([-1.0, 0.5])]
+    (x0, x1), (y0, y1) = bounding_box(sets, margin=0.1)
+    assert (x0, x1, y0, y1) == pytest.approx((-1.3, 2.3, 0.2, 3.3))

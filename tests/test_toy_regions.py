@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from asam_core import perturbation, region_norm
 from toy_problems.losses import PRODUCT_TARGET, get_loss
 from toy_problems.regions import (
-    REGIONS, adaptive_region, boundary, region_pair, rescale, sharpness_table, unit_circle, view_box, worst_case,
+    REGIONS, adaptive_region, boundary, region_pair, rescale, sharpness_table, unit_circle, worst_case,
 )
 
 PRODUCT = get_loss("product")
@@ -102,9 +102,3 @@ def test_rescale_keeps_the_product_and_rejects_non_positive_a():
 def test_adaptive_region_rejects_p_at_most_one():
     with pytest.raises(ValueError, match="p must be"):
         adaptive_region(1.0)
-
-
-def test_view_box_contains_every_curve():
-    curves = [torch.tensor([[0.0, 1.0], [2.0, 3.0]]), torch.tensor([[-1.0, 0.5]])]
-    (x0, x1), (y0, y1) = view_box(curves, margin=0.1)
-    assert x0 < -1.0 and x1 > 2.0 and y0 < 0.5 and y1 > 3.0

@@ -93,3 +93,15 @@ def test_bad_config_names_the_field(field, value, words):
 def test_starts_must_be_rows_of_two():
     with pytest.raises(ValueError, match="starts must have shape"):
         simulate(get_loss("quadratic"), torch.zeros(3), SimulationConfig(steps=1))
+
+
+def test_summary_reports_the_final_point_of_one_start():
+    starts = torch.tensor([[0.2, 0.05], [0.3, 0.033]], dtype=torch.float64)
+    run = simulate(get_loss("relu_product"), starts, SimulationConfig(lr=0.01, steps=50))
+    summary = run.summary(start=1)
+    end = run.final()[:, 1]
+    assert summary["w1"] == end[:, 0].tolist() and summary["w2"] == end[:, 1].tolist()
+    assert summary["w1*w2"] == pytest.approx((end[:, 0] * end[:, 1]).tolist())
+    assert summary["w1/w2"] == pytest.approx((end[:, 0] / end[:, 1]).tolist())
+    assert summary["loss"] == run.losses[:, -1, 1].tolist()
+    assert summary["moved"] == pytest.approx(torch.linalg.vector_norm(end - starts[1], dim=-1).tolist())

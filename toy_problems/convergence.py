@@ -1,6 +1,7 @@
 """Convergence maps: every start of an n x n grid run by every method in one batched call."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +19,7 @@ class ConvergenceMap:
     """Where each method ends from each grid start; arrays are indexed [method, w2 row, w1 column].
 
     outcome: 1 = converged (final loss < tol), else 0 = stuck (never left its start) or 2 = neither.
-    balance: log10(|w1| / |w2|) at the end (0 on the diagonal |w1| = |w2|).
+    balance: log10(|w1| / |w2|) at the end (0 on the diagonal |w1| = |w2|), NaN where stuck.
     """
 
     methods: tuple[Method, ...]
@@ -28,11 +29,16 @@ class ConvergenceMap:
     final_loss: Tensor
     outcome: Tensor
 
+    def outcome_counts(self) -> Tensor:
+        """(M, 3): how many starts of each method ended in each of OUTCOMES."""
+        return torch.stack([(self.outcome == k).sum(dim=(1, 2)) for k in range(len(OUTCOMES))], dim=1)
+
     @property
     def balance(self) -> Tensor:
         tiny = torch.finfo(self.final.dtype).tiny
         magnitude = self.final.abs().clamp_min(tiny).log10()
-        return magnitude[..., 0] - magnitude[..., 1]
+        balance = magnitude[..., 0] - magnitude[..., 1]
+        return balance.masked_fill(self.outcome == OUTCOMES.index("stuck"), math.nan)
 
 
 def convergence_map(

@@ -46,11 +46,10 @@ def _relu_product_value(w: Tensor) -> Tensor:
 
 
 def _relu_product_grad(w: Tensor) -> Tensor:
-    w1, w2 = w[..., 0], w[..., 1]
-    alive = (w2 > 0).to(w.dtype)
-    relu = w2 * alive
-    sign = torch.sign(w1 * relu - RELU_PRODUCT_TARGET)
-    return torch.stack((sign * relu, sign * w1 * alive), dim=-1)
+    """sign(w1 ReLU(w2) - 0.04) · 1[w2 > 0] · (w2, w1)."""
+    relu_w2 = torch.relu(w[..., 1:])
+    scale = torch.sign(w[..., :1] * relu_w2 - RELU_PRODUCT_TARGET) * (relu_w2 > 0)
+    return scale * w.flip(-1)
 
 
 def _product_value(w: Tensor) -> Tensor:
@@ -120,3 +119,11 @@ def loss_grid(loss: Loss2D, box: Box, n: int = 200) -> tuple[Tensor, Tensor, Ten
     ys = torch.linspace(y0, y1, n, dtype=torch.float64)
     grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
     return xs, ys, loss.value(grid)
+
+
+def bounding_box(points: list[Tensor], margin: float = 0.15) -> Box:
+    """The box around all (..., 2) point sets, widened by ``margin`` of its larger side on every edge."""
+    flat = torch.cat([p.reshape(-1, 2).to(torch.float64) for p in points])
+    low, high = flat.amin(dim=0), flat.amax(dim=0)
+    pad = margin * float((high - low).max())
+    return (float(low[0]) - pad, float(high[0]) + pad), (float(low[1]) - pad, float(high[1]) + pad)

@@ -23,8 +23,8 @@ from torch import Tensor
 from asam_core.perturbation import check_hyperparameters, normalization_operator, perturbation
 from toy_problems.losses import Loss2D
 
-GRID_THETA = 720
-GRID_R = 41
+GRID_THETA = 360
+GRID_R = 21
 REFINE_ROUNDS = 8
 REFINE_POINTS = 21
 
@@ -191,11 +191,3 @@ def sharpness_table(
 ) -> list[SharpnessRow]:
     """Theorem 1 in numbers: one row per region, sharpness at w and at A w."""
     return [region_pair(loss, w, a, region, rho, eta).row for region in regions]
-
-
-def view_box(curves: list[Tensor], margin: float = 0.15) -> tuple[tuple[float, float], tuple[float, float]]:
-    """The bounding box of the (n, 2) curves, widened by ``margin`` of its larger side on every edge."""
-    points = torch.cat([c.reshape(-1, 2) for c in curves])
-    low, high = points.amin(dim=0), points.amax(dim=0)
-    pad = margin * float((high - low).max())
-    return (float(low[0]) - pad, float(high[0]) + pad), (float(low[1]) - pad, float(high[1]) + pad)

@@ -69,6 +69,15 @@ class Trajectories:
         """The last recorded points, (M, B, 2)."""
         return self.points[:, -1]
 
+    def summary(self, start: int = 0) -> dict[str, list[float]]:
+        """Per method, for one start: final w1, w2, w1·w2, w1/w2, final loss, distance from the start."""
+        end, begin = self.points[:, -1, start], self.points[:, 0, start]
+        return {
+            "w1": end[:, 0].tolist(), "w2": end[:, 1].tolist(), "w1*w2": (end[:, 0] * end[:, 1]).tolist(),
+            "w1/w2": (end[:, 0] / end[:, 1]).tolist(), "loss": self.losses[:, -1, start].tolist(),
+            "moved": torch.linalg.vector_norm(end - begin, dim=-1).tolist(),
+        }
+
 
 def _perturbed_points(grad: Tensor, w: Tensor, config: SimulationConfig, n_starts: int) -> Tensor:
     """w + eps for the SAM and ASAM rows (the rows after the SGD block)."""

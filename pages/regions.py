@@ -1,0 +1,159 @@
+"""Maximization regions: ASAM paper, Figure 1 and Theorem 1 in two dimensions."""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from pages import common
+from toy_problems.losses import LOSSES, bounding_box, get_loss, loss_grid
+from toy_problems.regions import REGIONS, RegionPair, adaptive_region, region_pair
+
+P_CHOICES = ["1.5", "2", "3", "4", "8", "inf"]
+TITLES = {"sphere": "Sphere (SAM)", "cuboid": "Cuboid (Keskar et al.)", "ellipsoid": "Ellipsoid (ASAM, p = 2)"}
+NOTES = {
+    "sphere": "The same round ball at w and w′: at w′ = Aw it reaches a different maximum loss, so SAM's sharpness "
+    "changes although the loss did not.",
+    "cuboid": "The box is scaled by T_w = diag(|w| + η): at w′ it is (for η = 0) A times the box at w and reaches the "
+    "same maximum loss.",
+    "ellipsoid": "ASAM's ellipse scales with |w| as well: the same maximum loss at w and at w′.",
+}
+COLORS = {"w": "#1f77b4", "w_prime": "#d62728"}
+LOSS_COLORS = [[0.0, "#f7fbff"], [0.05, "#c6dbef"], [0.2, "#6baed6"], [0.5, "#2171b5"], [1.0, "#08306b"]]
+PLOT_WIDTH_PX = 560
+
+
+@st.cache_data(max_entries=64, show_spinner="Maximizing the loss over every region…")
+def scene(loss_name: str, w1: float, w2: float, a: float, rho: float, eta: float, p: float):
+    """Region pairs for the three paper regions and the adaptive p-ball, a shared view box and the loss grid."""
+    loss = get_loss(loss_name)
+    w = torch.tensor([w1, w2], dtype=torch.float64)
+    pairs = [region_pair(loss, w, a, region, rho, eta) for region in [*REGIONS.values(), adaptive_region(p)]]
+    box = bounding_box([curve for pair in pairs for curve in (pair.boundary, pair.boundary_prime)])
+    return pairs, box, tuple(t.numpy() for t in loss_grid(loss, box, n=160))
+
+
+def level_line(grid, level: float, color: str, name: str) -> go.Contour:
+    xs, ys, values = grid
+    return go.Contour(
+        x=xs, y=ys, z=values, autocontour=False, showscale=False, name=name, showlegend=True, hoverinfo="skip",
+        contours=dict(start=level, end=level, size=max(abs(level), 1.0) * 1e-6, coloring="lines"),
+        line=dict(color=color, width=2, dash="dot"), colorscale=[[0, color], [1, color]],
+    )
+
+
+def arrow(start: torch.Tensor, offset: torch.Tensor, color: str, name: str, dash: str = "solid") -> go.Scatter:
+    end = start + offset
+    return go.Scatter(
+        x=[float(start[0]), float(end[0])], y=[float(start[1]), float(end[1])], mode="lines+markers", name=name,
+        line=dict(color=color, width=2.5 if dash == "solid" else 1.5, dash=dash),
+        marker=dict(symbol=["circle", "arrow" if dash == "solid" else "x"], size=[1, 13 if dash == "solid" else 8],
+                    angleref="previous", color=color),
+    )
+
+
+def region_figure(pair: RegionPair, box, grid, title: str) -> go.Figure:
+    xs, ys, values = grid
+    fig = go.Figure(go.Contour(
+        x=xs, y=ys, z=values, ncontours=40, colorscale=LOSS_COLORS, showscale=False, name="L(w)",
+        hovertemplate="w₁=%{x:.3f}<br>w₂=%{y:.3f}<br>L=%{z:.4g}<extra></extra>",
+        contours=dict(coloring="heatmap", showlines=True), line=dict(width=0.6, color="rgba(255,255,255,0.7)"),
+    ))
+    for result, curve, key, label in (
+        (pair.at_w, pair.boundary, "w", "w"), (pair.at_w_prime, pair.boundary_prime, "w_prime", "w′ = Aw"),
+    ):
+        color = COLORS[key]
+        fig.add_trace(level_line(grid, result.max_loss, color, f"L = max loss at {label}"))
+        fig.add_trace(go.Scatter(
+            x=curve[:, 0].numpy(), y=curve[:, 1].numpy(), mode="lines", fill="toself", name=f"region at {label}",
+            line=dict(color=color, width=2), fillcolor="rgba(255,255,255,0.45)", hoverinfo="skip",
+        ))
+        fig.add_trace(arrow(result.w, result.e_first_order, color, f"first-order ε̂ at {label}", dash="dash"))
+        fig.add_trace(arrow(result.w, result.e_star, color, f"exact ε* at {label}"))
+        fig.add_trace(go.Scatter(
+            x=[float(result.w[0])], y=[float(result.w[1])], mode="markers", name=label,
+            marker=dict(symbol="circle" if key == "w" else "triangle-up", size=11, color=color,
+                        line=dict(color="black", width=1)),
+        ))
+    (x0, x1), (y0, y1) = box
+    aspect = (y1 - y0) / (x1 - x0)
+    fig.update_layout(
+        title=title, height=int(min(max(90 + PLOT_WIDTH_PX * aspect, 300), 720)), margin=dict(l=10, r=10, t=40, b=10),
+        showlegend=False, xaxis=dict(title="w₁", range=[x0, x1], constrain="domain"),
+        yaxis=dict(title="w₂", range=[y0, y1], scaleanchor="x", scaleratio=1, constrain="domain"),
+    )
+    return fig
+
+
+def caption(pair: RegionPair, note: str) -> None:
+    st.caption(
+        f"{note} Max loss {pair.at_w.max_loss:.5g} at w, {pair.at_w_prime.max_loss:.5g} at w′; the first-order "
+        f"ε̂ from `perturbation()` reaches {pair.at_w.first_order_loss:.5g} and {pair.at_w_prime.first_order_loss:.5g}."
+    )
+
+
+st.title("Maximization regions")
+st.markdown(
+    "**ASAM paper, Figure 1 and Theorem 1.** Sharpness is the largest loss increase in a region around w: "
+    r"$\max_{\epsilon \in R(w)} L(w+\epsilon) - L(w)$. Rescaling $w' = Aw$ with $A = \mathrm{diag}(a, 1/a)$ leaves a "
+    "loss of $w_1 w_2$ unchanged. Does the sharpness change? It depends on the region $R$."
+)
+
+with st.sidebar:
+    st.subheader("Regions")
+    loss_name = common.choice("Loss", "regions_loss", list(LOSSES), "product", format_func=lambda n: LOSSES[n].title)
+    w1 = common.number("w₁", "regions_w1", -5.0, 5.0, 1.0, 0.1)
+    w2 = common.number("w₂", "regions_w2", -5.0, 5.0, 1.0, 0.1)
+    a = common.slider("a in A = diag(a, 1/a)", "regions_a", 0.2, 5.0, 3.0, 0.1)
+    rho = common.slider("ρ (radius)", "regions_rho", 0.05, 1.0, 0.3, 0.05)
+    eta = common.slider("η in T_w = diag(|w| + η)", "regions_eta", 0.0, 0.5, 0.0, 0.01)
+    p = common.choice("p of the adaptive region", "regions_p", P_CHOICES, "4")
+
+loss = get_loss(loss_name)
+st.latex(loss.latex + r",\qquad w = (%.3g,\ %.3g),\quad w' = Aw = (%.3g,\ %.3g)" % (w1, w2, a * w1, w2 / a))
+pairs, box, grid = scene(loss_name, w1, w2, a, rho, eta, float(p))
+
+rows = [pair.row for pair in pairs]
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("Sharpness at w and at w′ = Aw")
+    st.dataframe(
+        pd.DataFrame({
+            "region": [row.region for row in rows],
+            "sharpness at w": [f"{row.at_w:.8g}" for row in rows],
+            "sharpness at w′": [f"{row.at_w_prime:.8g}" for row in rows],
+            "relative difference": [f"{row.relative_difference:.1e}" for row in rows],
+            "equal (1e-6)": ["yes" if row.relative_difference < 1e-6 else "no" for row in rows],
+        }),
+        hide_index=True, key="regions_table",
+    )
+with right:
+    st.markdown(
+        "**Theorem 1** (ASAM paper): with $T_w = \\mathrm{diag}(|w|)$, $T_{Aw} = A\\,T_w$, so the normalized regions "
+        "at $Aw$ are the images under $A$ of those at $w$, and a loss with $L(Aw) = L(w)$ has the same maximum in both: "
+        "adaptive sharpness is scale-invariant. The sphere is not rescaled with $w$, so its row differs."
+    )
+    if all(row.relative_difference < 1e-6 for row in rows[1:]) and rows[0].relative_difference >= 1e-6:
+        st.success("Every adaptive row agrees to 1e-6 and the sphere row does not: Theorem 1, computed.")
+    if eta > 0:
+        st.info(
+            f"η = {eta:g} > 0: T_w = diag(|w| + η) is no longer exactly rescaled by A, so the adaptive rows differ a "
+            "little. Set η = 0 to see Theorem 1 hold exactly."
+        )
+    if not loss.scale_invariant:
+        st.warning(f"{loss.title} is not scale-invariant (L(Aw) ≠ L(w)), so Theorem 1 does not apply to it.")
+
+st.caption(
+    "Blue: at w (dot); red: at w′ = Aw (triangle). Solid arrows: the exact worst case ε* (the true loss maximized over "
+    "the region); dashed: the first-order guess ε̂ that SAM/ASAM use; dotted lines: the loss level of each maximum."
+)
+notes = {**NOTES, adaptive_region(float(p)).name: "Any p > 1 gives a scale-invariant region: p = 2 is the "
+         "ellipsoid, p = ∞ the cuboid."}
+titles = {**TITLES, adaptive_region(float(p)).name: f"Adaptive p-ball (ASAM, p = {p})"}
+for row_pairs in (pairs[:2], pairs[2:]):
+    for column, pair in zip(st.columns(2), row_pairs):
+        with column:
+            st.plotly_chart(region_figure(pair, box, grid, titles[pair.region.name]), key=f"regions_plot_{pair.region.name}")
+            st.markdown(f"${pair.region.formula}$")
+            caption(pair, notes[pair.region.name])
