@@ -1,0 +1,147 @@
+"""toy_problems.classification: datasets, label flips, the batched MLP and its training."""
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+from torch.nn import functional as F
+
+from asam_core import ASAM, SAM, sharpness_aware_step
+from toy_problems.classification import (
+    DATASETS,
+    MLP,
+    ClassifierConfig,
+    decision_grid,
+    ensemble_loss,
+    evaluate,
+    flip_labels,
+    make_data,
+    make_points,
+    train_classifiers,
+)
+
+TINY = dict(n_train=40, n_test=50, width=8, depth=2, steps=6, evals=3, snapshots=2, resolution=8)
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_datasets_are_balanced_seeded_and_bounded(name):
+    x, y = make_points(name, 101, 0.0, torch.Generator().manual_seed(0))
+    again, _ = make_points(name, 101, 0.0, torch.Generator().manual_seed(0))
+    other, _ = make_points(name, 101, 0.0, torch.Generator().manual_seed(1))
+    assert x.shape == (101, 2) and y.tolist() == [0] * 51 + [1] * 50
+    assert torch.equal(x, again) and not torch.equal(x, other)
+    assert x.abs().max() <= 1.6
+
+
+def test_circles_put_each_class_on_its_radius():
+    x, y = make_points("circles", 200, 0.0, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(x.norm(dim=1), 1.0 - 0.5 * y.float())
+
+
+@given(n=st.integers(1, 400), rate=st.floats(0.0, 1.0), seed=st.integers(0, 10_000), classes=st.integers(2, 5))
+@settings(max_examples=60, deadline=None)
+def test_flips_hit_exactly_the_stated_fraction_and_always_change_the_label(n, rate, seed, classes):
+    y = torch.randint(0, classes, (n,), generator=torch.Generator().manual_seed(seed))
+    noisy, flipped = flip_labels(y, rate, torch.Generator().manual_seed(seed), classes)
+    assert int(flipped.sum()) == round(rate * n)
+    assert torch.equal(noisy != y, flipped)
+    assert int(noisy.min()) >= 0 and int(noisy.max()) < classes
+
+
+def test_flips_hit_the_training_set_only_and_follow_their_own_seed():
+    """Circles without jitter: the true label is the radius, so flips are visible exactly."""
+    config = ClassifierConfig(dataset="circles", noise=0.0, flip_rate=0.3, members=3, **TINY)
+    data = make_data(config)
+    truth_train = (data.x_train.norm(dim=-1) < 0.75).long()
+    truth_test = (data.x_test.norm(dim=-1) < 0.75).long()
+    assert torch.equal(data.y_test, truth_test)
+    assert torch.equal(data.y_train != truth_train, data.flipped)
+    assert data.flipped.sum(1).tolist() == [round(0.3 * 40)] * 3
+    other_flips = make_data(config.model_copy(update=dict(flip_seed=7)))
+    assert torch.equal(other_flips.x_train, data.x_train)
+    assert not torch.equal(other_flips.flipped, data.flipped)
+    assert not torch.equal(data.x_train[0], data.x_train[1])
+
+
+def test_members_match_their_plain_sequential_copies_and_equal_seeds_initialize_equally():
+    model = MLP([3, 4, 3], width=6, depth=3)
+    x = torch.randn(20, 2)
+    out = model(x)
+    assert out.shape == (3, 20, 2)
+    for k in range(3):
+        torch.testing.assert_close(model.member(k)(x), out[k])
+    torch.testing.assert_close(out[0], out[2])
+    assert not torch.allclose(out[0], out[1])
+    bound = 1 / math.sqrt(6)
+    assert model.layers[1].weight.abs().max() <= bound and model.layers[1].bias.abs().max() <= bound
+
+
+def test_ensemble_loss_gradient_is_each_members_own_mean_loss_gradient():
+    model = MLP([0, 1], width=5, depth=1)
+    x, y = torch.randn(2, 30, 2), torch.randint(0, 2, (2, 30))
+    ensemble_loss(model(x), y).backward()
+    for k in range(2):
+        single = model.member(k)
+        F.cross_entropy(single(x[k]), y[k]).backward()
+        torch.testing.assert_close(model.layers[0].weight.grad[k], single[0].weight.grad)
+
+
+@pytest.mark.parametrize("name", ["SAM", "ASAM"])
+def test_batched_training_equals_the_core_optimizer_on_each_member_alone(name):
+    """Each member trained inside the batch follows exactly the trajectory that SAM / ASAM
+    (from_model, biases unnormalized) and sharpness_aware_step give the plain network."""
+    config = ClassifierConfig(members=2, optimizers=(name,), rho_sam=0.1, rho_asam=0.5, **TINY)
+    run = train_classifiers(config)
+    data = make_data(config)
+    start = MLP([0, 1], config.width, config.depth)
+    cls = SAM if name == "SAM" else ASAM
+    rho = config.rho_sam if name == "SAM" else config.rho_asam
+    for k in range(2):
+        model = start.member(k)
+        opt = cls.from_model(model, torch.optim.SGD, rho=rho, eta=config.eta, lr=config.lr, momentum=config.momentum)
+        for _ in range(config.steps):
+            sharpness_aware_step(opt, model, F.cross_entropy, data.x_train[k], data.y_train[k])
+        for plain, batched in zip(model.parameters(), run.models[name].member(k).parameters()):
+            torch.testing.assert_close(batched, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_run_records_metrics_grids_and_progress_consistently():
+    calls = []
+    config = ClassifierConfig(members=2, flip_rate=0.25, **{**TINY, "steps": 200})
+    run = train_classifiers(config, progress=lambda s, n: calls.append((s, n)))
+    assert calls[-1] == (200, 200) and [s for s, _ in calls] == sorted(s for s, _ in calls)
+    assert run.eval_steps.tolist() == [0, 100, 200] and run.snapshot_steps.tolist() == [0, 200]
+    assert run.grids.shape == (3, 2, 2, 8, 8)
+    for o, name in enumerate(config.optimizers):
+        model = run.models[name]
+        scores = evaluate(model, run.data)
+        for metric, values in scores.items():
+            torch.testing.assert_close(torch.from_numpy(run.metrics[metric][o, :, -1]), values)
+        predicted = model(run.data.x_train).argmax(-1)
+        fitted_flips = (predicted == run.data.y_train) & run.data.flipped
+        expected = fitted_flips.sum(1) / run.data.flipped.sum(1)
+        torch.testing.assert_close(torch.from_numpy(run.metrics["flipped_fit"][o, :, -1]), expected.float())
+        grid = torch.from_numpy(run.grids[o, :, -1])
+        point = torch.tensor([[run.x1[3], run.x2[5]]])
+        torch.testing.assert_close(grid[:, 5, 3], model(point).softmax(-1)[:, 0, 1])
+    assert run.final("test_acc")["SGD"] == pytest.approx(run.metrics["test_acc"][0, :, -1].mean())
+
+
+def test_decision_grid_rows_follow_x2_and_columns_x1():
+    model = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[0.0, 0.0], [0.0, 1.0]]))
+        model.bias.zero_()
+    grid = decision_grid(model, torch.linspace(-1, 1, 4), torch.linspace(-1, 1, 3))
+    assert grid.shape == (3, 4)
+    assert torch.all(grid[0] < 0.5) and torch.all(grid[2] > 0.5) and torch.allclose(grid[1], torch.full((4,), 0.5))
+
+
+@pytest.mark.parametrize(
+    "field, value, words", [("width", 0, "width"), ("flip_rate", 0.7, "flip_rate"), ("dataset", "swiss", "dataset")]
+)
+def test_bad_settings_are_refused_naming_the_field(field, value, words):
+    with pytest.raises(ValidationError, match=words):
+        ClassifierConfig(**{field: value})
