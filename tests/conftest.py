@@ -12,6 +12,7 @@ ASAM_REQUIRE_BROWSER=1, which turns the skip into a failure (CI installs chromiu
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import socket
 import subprocess
@@ -72,15 +73,15 @@ def _need_browser(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def app_server() -> Iterator[str]:
+@contextlib.contextmanager
+def running_app(log_name: str = "streamlit_server.log") -> Iterator[str]:
     """`streamlit run app.py` on a free local port; yields its base URL and stops it afterwards."""
     port = free_port()
     command = [
         sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
     ]
-    log = open(artifact_path("streamlit_server.log"), "w")
+    log = open(artifact_path(log_name), "w")
     process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -102,6 +103,13 @@ def app_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def app_server() -> Iterator[str]:
+    """One app server for the whole session (see running_app)."""
+    with running_app() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
