@@ -7,7 +7,7 @@ PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/regions.py", title="Maximization regions", icon=":material/crop_square:"),
     st.Page("pages/trajectories.py", title="Trajectories", icon=":material/timeline:"),
-    st.Page("pages/cifar_runs.py", title="CIFAR runs", icon="📈"),
+    st.Page("pages/cifar_runs.py", title="CIFAR runs", icon=":material/monitoring:"),
     st.Page("pages/scale_invariance.py", title="Scale invariance", icon="⚖️"),
 ]
 

@@ -1,8 +1,9 @@
 """CIFAR runs: queue SGD / SAM / ASAM runs, watch them train live, compare them, download metrics.
 
-The page is a viewer over the run store (asam_core.runs.store): a background worker process
-trains the runs, so a browser refresh loses nothing.  The compared runs live in the URL
-(``?cifar_runs=3,5``).
+The page is a viewer over the run store (asam_core.runs.store, folder $ASAM_LAB_RUNS_DIR or
+./runs): a background worker process trains the runs, so a browser refresh loses nothing.  The
+page starts a worker (asam_core.runs.launcher) when runs are queued and none is alive, unless
+ASAM_LAB_WORKER_AUTOSTART=0.  The compared runs live in the URL (``?cifar_runs=3,5``).
 """
 import os
 
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 
 from asam_core.runs import views
 from asam_core.runs.launcher import ensure_worker
-from asam_core.runs.store import RunRecord, RunStore, default_root
+from asam_core.runs.store import RunRecord, RunStore, default_root, this_host
 from asam_core.train.config import PRESET_DESCRIPTIONS, PRESETS, RunConfig, format_validation_error
 
 AUTOSTART_WORKER = os.environ.get("ASAM_LAB_WORKER_AUTOSTART", "1") != "0"
@@ -152,6 +153,9 @@ def live_runs() -> None:
         st.info("No runs yet: queue one above.")
         return
     by_id = {run.id: run for run in runs}
+    workers = len(store.live_workers(this_host()))
+    st.caption(f"{workers} worker process{'es' if workers != 1 else ''} running; runs and worker log in "
+               f"`{store.root}` (command line: `python -m asam_core.runs --help`).")
     st.dataframe(views.run_rows(runs, store.best_test_acc()), hide_index=True, key="cifar_table", column_config={
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
         "best test acc (%)": st.column_config.NumberColumn(format="%.2f"),

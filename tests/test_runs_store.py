@@ -160,6 +160,13 @@ def test_requeue_orphans_spares_live_workers_and_honours_cancel(store, dead_pid)
     assert store.heartbeat([stale_claim.lease]) == {}
 
 
+def test_requeue_orphans_unregisters_dead_workers(store, dead_pid):
+    store.register_worker(dead_pid, HOST)
+    store.register_worker(1, HOST)
+    store.requeue_orphans(HOST)
+    assert [(w["pid"], w["host"]) for w in store.workers()] == [(1, HOST)]
+
+
 def test_live_workers_are_registered_alive_and_fresh(store, dead_pid):
     store.register_worker(dead_pid, HOST)
     store.register_worker(1, HOST)
