@@ -9,6 +9,7 @@ PAGES = [
     st.Page("pages/trajectories.py", title="Trajectories", icon=":material/timeline:"),
     st.Page("pages/cifar_runs.py", title="CIFAR runs", icon=":material/monitoring:"),
     st.Page("pages/scale_invariance.py", title="Scale invariance", icon="⚖️"),
+    st.Page("pages/noisy_labels.py", title="Noisy labels in 2-D", icon="🏷️"),
 ]
 
 page = st.navigation(PAGES)

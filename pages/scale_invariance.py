@@ -45,20 +45,34 @@ def at_scale(dataset: str, seed: int, layer: int, a: float, rho: float, p: float
     return measures(model, ref.x, ref.y, MeasureConfig(rho=rho, p=p)), (x1.numpy(), x2.numpy(), grid)
 
 
-def ratio_figure(values: dict[str, np.ndarray], a: float) -> go.Figure:
+STYLES = {  # measure -> (color, dash)
+    "loss": ("#000000", "solid"),
+    "sharpness": ("#1f77b4", "dash"),
+    "adaptive, element-wise": ("#d62728", "solid"),
+    "adaptive, filter-wise": ("#ff7f0e", "solid"),
+    "adaptive, element-wise (ASAM defaults)": ("#d62728", "dot"),
+    "adaptive, filter-wise (ASAM defaults)": ("#ff7f0e", "dot"),
+    "Hessian λ_max": ("#9467bd", "dash"),
+}
+
+
+def ratio_figure(curves: dict[str, np.ndarray], current: dict[str, float], base: dict[str, float], a: float) -> go.Figure:
     fig = go.Figure()
-    base = len(SCALES) // 2  # a = 1
+    middle = len(SCALES) // 2  # a = 1
     for name in MEASURES:
-        ratio = values[name] / values[name][base]
+        color, dash = STYLES[name]
         fig.add_trace(go.Scatter(
-            x=SCALES, y=ratio, mode="lines+markers", name=name,
-            line=dict(dash="solid" if name in INVARIANT else "dash", width=3 if name in INVARIANT else 2),
+            x=SCALES, y=curves[name] / curves[name][middle], mode="lines", name=name, legendgroup=name,
+            line=dict(color=color, dash=dash, width=3 if name in INVARIANT else 2),
         ))
-    fig.add_vline(x=a, line=dict(color="black", dash="dot"), annotation_text=f"a = {a:.3g}")
+        fig.add_trace(go.Scatter(
+            x=[a], y=[current[name] / base[name]], mode="markers", legendgroup=name, showlegend=False,
+            marker=dict(color=color, size=10, line=dict(color="white", width=1)), name=f"{name} at a = {a:.3g}",
+        ))
     fig.update_layout(
-        title="Each measure at Aw divided by its value at w", height=420, margin=dict(l=10, r=10, t=45, b=10),
+        title="Each measure at Aw divided by its value at w (dots: the slider's a)", height=420,
+        margin=dict(l=10, r=10, t=45, b=10), legend=dict(font=dict(size=11)),
         xaxis=dict(title="a (hidden-layer scaling)", type="log"), yaxis=dict(title="measure(Aw) / measure(w)", type="log"),
-        legend=dict(font=dict(size=11)),
     )
     return fig
 
@@ -96,8 +110,8 @@ with right:
     st.subheader(f"Measures at Aw (a = {a:.3g}, ρ = {rho:g}, p = {p_name})")
     for row in (MEASURES[:2], MEASURES[2:4], MEASURES[4:6], MEASURES[6:]):
         for column, name in zip(st.columns(2), row):
-            change = values[name] / base[name] - 1.0
-            column.metric(name, f"{values[name]:.5g}", f"{change:+.1%} vs a = 1", delta_color="off")
+            column.metric(name, f"{values[name]:.5g}", f"×{values[name] / base[name]:.4g} of its value at a = 1",
+                          delta_color="off", delta_arrow="off")
     st.caption(
         "Element-wise: T_w = diag(|w|); filter-wise: every entry of a weight row (one unit's incoming weights) "
         "scaled by the row's L2 norm. Both with η = 0 and normalized biases, as in Theorem 1. "
@@ -105,7 +119,7 @@ with right:
         "first-order ε̂ and one random start (`asam_core.sharpness`)."
     )
 
-st.plotly_chart(ratio_figure(sweep(dataset, seed, int(layer) - 1, rho, p), a), key="si_ratio")
+st.plotly_chart(ratio_figure(sweep(dataset, seed, int(layer) - 1, rho, p), values, base, a), key="si_ratio")
 
 st.markdown(
     r"""
@@ -124,8 +138,9 @@ with st.expander("Why ASAM's defaults are only nearly invariant"):
 ASAM trains with $T_w = \mathrm{diag}(|w| + \eta)$, $\eta = 0.01$, and leaves biases unnormalized. Both break
 $T_{Aw} = A\,T_w$ on purpose: $\eta$ keeps the region from collapsing on weights near zero (a zero weight would
 never be perturbed, and training would be unstable), and an unnormalized bias keeps the region invariant to
-translations of the bias rather than to its scale. The price is visible above: where $a < 1$ shrinks the weights
-towards $\eta$, $|w| + \eta \approx \eta$ and the adaptive measures behave like plain sharpness; for $a \ge 1$ they
-stay close to their value at $a = 1$. Set η = 0 and normalize biases, and the curves are flat to rounding.
+translations of the bias rather than to its scale. The price is visible above: the dotted curves are not flat.
+Where $a < 1$ shrinks the weights towards $\eta$, $|w| + \eta \approx \eta$ and the adaptive measures behave like
+plain sharpness; for $a > 1$ they drift much less than plain sharpness, by the part of the region that the
+unnormalized biases take up. With η = 0 and normalized biases (the solid curves) they are flat to rounding.
 """
     )

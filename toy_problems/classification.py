@@ -175,6 +175,7 @@ class ClassifierConfig(BaseModel):
     steps: int = Field(1000, ge=1, le=100_000)
     lr: float = Field(0.1, gt=0.0, le=10.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    schedule: Literal["constant", "cosine"] = Field("constant", description="learning rate over the steps")
     rho_sam: float = Field(0.05, ge=0.0, le=10.0)
     rho_asam: float = Field(0.5, ge=0.0, le=50.0)
     eta: float = Field(0.01, ge=0.0, le=1.0)
@@ -273,15 +274,15 @@ def evaluate(model: MLP, data: ClassifierData) -> dict[str, Tensor]:
 
 
 @contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Torch on one thread inside the block: these networks are too small for intra-op
-    parallelism, whose thread barriers stall badly when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def single_thread(threads: int = 1) -> Iterator[None]:
+    """Torch on one thread (or ``threads``) inside the block: these networks are too small for
+    intra-op parallelism, whose thread barriers stall badly when other processes share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 def _marks(steps: int, count: int) -> np.ndarray:
@@ -289,12 +290,15 @@ def _marks(steps: int, count: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(steps, 0, count)).astype(int))
 
 
-def train_classifiers(config: ClassifierConfig, progress: Callable[[int, int], None] | None = None) -> ClassifierRun:
+def train_classifiers(
+    config: ClassifierConfig, progress: Callable[[int, int], None] | None = None, threads: int = 1
+) -> ClassifierRun:
     """Train one MLP per optimizer in config.optimizers, all from the same initialization, on
     the same noisy data (all members at once), full batch, recording metrics and grids.
 
-    ``progress(step, steps)`` is called about a hundred times during training."""
-    with single_thread():
+    ``progress(step, steps)`` is called about a hundred times during training.  ``threads``:
+    torch intra-op threads meanwhile (1 is fastest here; benchmarks/noisy_labels.py)."""
+    with single_thread(threads):
         return _train(config, progress)
 
 
@@ -303,6 +307,9 @@ def _train(config: ClassifierConfig, progress: Callable[[int, int], None] | None
     seeds = [config.seed + k for k in range(config.members)]
     models = {name: MLP(seeds, config.width, config.depth) for name in config.optimizers}
     optimizers = {name: make_optimizer(name, model, config) for name, model in models.items()}
+    schedulers = [
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps) for opt in optimizers.values()
+    ] if config.schedule == "cosine" else []
     eval_steps = _marks(config.steps, config.evals)
     snapshot_steps = _marks(config.steps, config.snapshots)
     x1, x2 = grid_axes(torch.cat([data.x_train.flatten(0, 1), data.x_test.flatten(0, 1)]), config.resolution)
@@ -321,6 +328,8 @@ def _train(config: ClassifierConfig, progress: Callable[[int, int], None] | None
             break
         for name, model in models.items():
             train_step(optimizers[name], model, data.x_train, data.y_train)
+        for scheduler in schedulers:
+            scheduler.step()
         if progress is not None and (step + 1) % report_every == 0:
             progress(step + 1, config.steps)
     return ClassifierRun(
