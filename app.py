@@ -8,8 +8,8 @@ PAGES = [
     st.Page("pages/regions.py", title="Maximization regions", icon=":material/crop_square:"),
     st.Page("pages/trajectories.py", title="Trajectories", icon=":material/timeline:"),
     st.Page("pages/cifar_runs.py", title="CIFAR runs", icon=":material/monitoring:"),
-    st.Page("pages/scale_invariance.py", title="Scale invariance", icon="⚖️"),
-    st.Page("pages/noisy_labels.py", title="Noisy labels in 2-D", icon="🏷️"),
+    st.Page("pages/scale_invariance.py", title="Scale invariance", icon=":material/balance:"),
+    st.Page("pages/noisy_labels.py", title="Noisy labels in 2-D", icon=":material/label_off:"),
 ]
 
 page = st.navigation(PAGES)
