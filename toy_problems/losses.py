@@ -7,6 +7,8 @@
     rosenbrock     L(w) = ((1 - w1)^2 + 100 (w2 - w1^2)^2) / 100   curved valley, minimum (1, 1)
 
 At kinks the gradient is the one torch.autograd returns (ReLU'(0) = 0, |.|'(0) = 0).
+Gradients are written column by column into one output tensor: on CPU, flips and (N, 1) x (N, 2)
+broadcasts of interleaved (N, 2) tensors cost several times more than strided column ops.
 """
 from __future__ import annotations
 
@@ -46,10 +48,13 @@ def _relu_product_value(w: Tensor) -> Tensor:
 
 
 def _relu_product_grad(w: Tensor) -> Tensor:
-    """sign(w1 ReLU(w2) - 0.04) · 1[w2 > 0] · (w2, w1)."""
-    relu_w2 = torch.relu(w[..., 1:])
-    scale = torch.sign(w[..., :1] * relu_w2 - RELU_PRODUCT_TARGET) * (relu_w2 > 0)
-    return scale * w.flip(-1)
+    """sign(w1 ReLU(w2) - 0.04) · 1[w2 > 0] · (w2, w1); 1[w2 > 0] = sign(ReLU(w2))."""
+    w1, relu_w2 = w[..., 0], torch.relu(w[..., 1])
+    scale = torch.sign(w1 * relu_w2 - RELU_PRODUCT_TARGET) * torch.sign(relu_w2)
+    grad = torch.empty_like(w)
+    torch.mul(scale, relu_w2, out=grad[..., 0])
+    torch.mul(scale, w1, out=grad[..., 1])
+    return grad
 
 
 def _product_value(w: Tensor) -> Tensor:
@@ -57,8 +62,13 @@ def _product_value(w: Tensor) -> Tensor:
 
 
 def _product_grad(w: Tensor) -> Tensor:
-    residual = (w[..., 0] * w[..., 1] - PRODUCT_TARGET).unsqueeze(-1)
-    return residual * w.flip(-1)
+    """(w1 w2 - 1/2) · (w2, w1)."""
+    w1, w2 = w[..., 0], w[..., 1]
+    residual = w1 * w2 - PRODUCT_TARGET
+    grad = torch.empty_like(w)
+    torch.mul(residual, w2, out=grad[..., 0])
+    torch.mul(residual, w1, out=grad[..., 1])
+    return grad
 
 
 def _quadratic_value(w: Tensor) -> Tensor:
@@ -66,7 +76,10 @@ def _quadratic_value(w: Tensor) -> Tensor:
 
 
 def _quadratic_grad(w: Tensor) -> Tensor:
-    return w * w.new_tensor([1.0, QUADRATIC_CURVATURE])
+    """(w1, 10 w2)."""
+    grad = w.clone()
+    grad[..., 1] *= QUADRATIC_CURVATURE
+    return grad
 
 
 def _rosenbrock_value(w: Tensor) -> Tensor:
@@ -75,9 +88,13 @@ def _rosenbrock_value(w: Tensor) -> Tensor:
 
 
 def _rosenbrock_grad(w: Tensor) -> Tensor:
+    """(-2 (1 - w1) - 400 w1 (w2 - w1^2), 200 (w2 - w1^2)) / 100."""
     w1, w2 = w[..., 0], w[..., 1]
     bend = w2 - w1**2
-    return torch.stack(((-2 * (1 - w1) - 400 * w1 * bend) / 100, 2 * bend), dim=-1)
+    grad = torch.empty_like(w)
+    torch.mul(bend, 2.0, out=grad[..., 1])
+    grad[..., 0] = (-2 * (1 - w1) - 400 * w1 * bend) / 100
+    return grad
 
 
 LOSSES: dict[str, Loss2D] = {

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -79,18 +79,12 @@ class Trajectories:
         }
 
 
-def _perturbed_points(grad: Tensor, w: Tensor, config: SimulationConfig, n_starts: int) -> Tensor:
-    """w + eps for the SAM and ASAM rows (the rows after the SGD block)."""
-    first = n_starts if "sgd" in config.methods else 0
-    shifted = w[first:].clone()
-    for i, method in enumerate(config.methods[1 if first else 0 :]):
-        rows = slice(first + i * n_starts, first + (i + 1) * n_starts)
-        if method == "sam":
-            eps = perturbation([grad[rows]], rho=config.rho, p=2.0, kinds="none", batched=True)[0]
-        else:
-            eps = perturbation([grad[rows]], [w[rows]], rho=config.rho, p=config.p, kinds="element", eta=config.eta, batched=True)[0]
-        shifted[i * n_starts : (i + 1) * n_starts].add_(eps)
-    return shifted
+def _region_arguments(config: SimulationConfig) -> dict[Method, dict[str, Any]]:
+    """perturbation() keyword arguments of each sharpness-aware method (SAM: p = 2, T = I)."""
+    return {
+        "sam": dict(rho=config.rho, p=2.0, kinds="none"),
+        "asam": dict(rho=config.rho, p=config.p, kinds="element", eta=config.eta),
+    }
 
 
 @torch.no_grad()
@@ -106,7 +100,13 @@ def simulate(loss: Loss2D, starts: Tensor, config: SimulationConfig, record_ever
     if record_every is not None and record_every < 1:
         raise ValueError(f"record_every must be >= 1 or None, got {record_every!r}")
     n_methods, n_starts = len(config.methods), len(starts)
+    # Rows: one block of n_starts per method, SGD first; the sharpness-aware rows follow it.
     first = n_starts if "sgd" in config.methods else 0
+    arguments = _region_arguments(config)
+    blocks = [
+        (slice(first + i * n_starts, first + (i + 1) * n_starts), slice(i * n_starts, (i + 1) * n_starts), arguments[m])
+        for i, m in enumerate(m for m in config.methods if m != "sgd")
+    ]
     every = config.steps if record_every is None else record_every
     recorded = sorted(set(range(0, config.steps + 1, every)) | {config.steps})
     w = starts.repeat(n_methods, 1)
@@ -116,8 +116,11 @@ def simulate(loss: Loss2D, starts: Tensor, config: SimulationConfig, record_ever
     slot = 1
     for step in range(1, config.steps + 1):
         grad = loss.grad(w)
-        if first < len(w):
-            grad[first:] = loss.grad(_perturbed_points(grad, w, config, n_starts))
+        if blocks:
+            shifted = w[first:].clone()
+            for rows, local, kwargs in blocks:
+                shifted[local].add_(perturbation([grad[rows]], [w[rows]], batched=True, **kwargs)[0])
+            grad[first:] = loss.grad(shifted)
         if buffer is None:
             w.add_(grad, alpha=-config.lr)
         else:
