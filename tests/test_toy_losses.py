@@ -1,7 +1,7 @@
 """toy_problems.losses: analytic gradients agree with autograd; the rescaling symmetry holds."""
 import pytest
 import torch
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toy_problems.losses import LOSSES, bounding_box, get_loss, loss_grid
