@@ -174,6 +174,9 @@ def live_runs() -> None:
         if rejected:
             st.warning(f"URL parameter `cifar_runs` names unknown runs {rejected}: ignored.")
         st.session_state.cifar_compare = chosen if "cifar_runs" in st.query_params else list(by_id)[-3:]
+    # Re-stated on every run so that every render carries the value: a browser that missed the first
+    # render (a 2-s refresh arriving while a slow first run still draws) would otherwise send back [].
+    st.session_state.cifar_compare = st.session_state.cifar_compare
     selected = st.multiselect("Compare runs", list(by_id), key="cifar_compare",
                               format_func=lambda i: views.run_name(by_id[i]))
     st.query_params["cifar_runs"] = ",".join(str(i) for i in selected)
