@@ -81,7 +81,7 @@ def curves_figure(run: ClassifierRun, metric: str) -> go.Figure:
         ))
     fig.update_layout(
         title=METRIC_TITLES[metric], height=330, margin=dict(l=10, r=10, t=45, b=10),
-        xaxis=dict(title="step"), yaxis=dict(title="% (mean over seeds)", range=[0, 101]),
+        xaxis=dict(title="step"), yaxis=dict(title="% (mean over seeds)", range=[0, 101] if metric == "flipped_fit" else [40, 101]),
         legend=dict(orientation="h", yanchor="top", y=-0.2),
     )
     return fig
@@ -113,8 +113,8 @@ run = trained(config)
 
 final = {metric: run.final(metric) for metric in METRIC_TITLES}
 snapshots = run.snapshot_steps
-shown = common.slider("Show the boundaries after step", "nl_snapshot", 0, len(snapshots) - 1, len(snapshots) - 1, 1,
-                      format="snapshot %d", help=f"Snapshots at steps {', '.join(map(str, snapshots))}")
+shown = common.slider("Watch training: snapshot", "nl_snapshot", 0, len(snapshots) - 1, len(snapshots) - 1, 1,
+                      help=f"Snapshots at steps {', '.join(map(str, snapshots))}")
 member = 0
 if config.members > 1:
     member = common.slider("Seed shown in the pictures", "nl_member", 0, config.members - 1, 0, 1)
@@ -136,9 +136,9 @@ for o, (column, name) in enumerate(zip(columns, config.optimizers)):
         st.caption(f"{100 * final['flipped_fit'][name]:.0f}% of the flipped points fitted to their wrong label.")
 
 gains = clean_test_gains(run)
-seeds = "seed" if config.members == 1 else f"{config.members} seeds"
+seeds = f"seed {config.seed}" if config.members == 1 else f"mean over {config.members} seeds"
 summary = ", ".join(f"{name} {gain:+.1f} points" for name, gain in gains.items())
-st.markdown(f"**Clean test accuracy against SGD** at step {config.steps}, mean over {seeds}: {summary}.")
+st.markdown(f"**Clean test accuracy against SGD** at step {config.steps} ({seeds}): {summary}.")
 if config == PRESETS[PAPER_EFFECT]:
     if min(gains.values()) >= CLAIM_POINTS:
         st.success(f"The paper's effect: averaged over 3 seeds, SAM and ASAM each beat SGD on clean test accuracy by "

@@ -13,12 +13,15 @@ PAPER_EFFECT = "Paper effect (3 seeds)"
 CLAIM_POINTS = 3.0
 
 _SETTING = dict(
-    dataset="spirals", n_train=300, flip_rate=0.3, width=128, depth=2, steps=1500, lr=0.2,
-    momentum=0.9, rho_sam=0.15, rho_asam=0.35, eta=0.01,
+    dataset="spirals", noise=0.03, flip_rate=0.3, width=64, depth=2, lr=0.3, momentum=0.9, schedule="cosine",
+    rho_sam=0.15, rho_asam=0.3, eta=0.01, snapshots=9,
 )
 PRESETS: dict[str, ClassifierConfig] = {
-    QUICK: ClassifierConfig(**_SETTING, members=1),
-    PAPER_EFFECT: ClassifierConfig(**_SETTING, members=3),
+    # Fewer points are memorized sooner: SGD fits most flipped labels within 1000 steps (seconds).
+    QUICK: ClassifierConfig(**_SETTING, n_train=200, steps=1000, members=1),
+    # Measured (tests/test_classification_noisy_labels.py): clean test accuracy, mean of seeds 0-2,
+    # SGD 78.8 %, SAM 86.0 %, ASAM 85.1 %; each seed gains >= 3.7 points with either.
+    PAPER_EFFECT: ClassifierConfig(**_SETTING, n_train=300, steps=1500, members=3),
 }
 
 
