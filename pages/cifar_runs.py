@@ -50,8 +50,9 @@ def queued(run_ids: list[int]) -> None:
 def field_widget(spec: views.FieldSpec) -> None:
     key, label = f"cifar_f_{spec.name}", spec.name
     if spec.kind == "select":
-        st.selectbox(label, spec.options, key=key, help=spec.help,
-                     format_func=lambda o: "default for the optimizer" if o is None else str(o))
+        default_text = "default for the optimizer"
+        st.selectbox(label, spec.options, key=key, help=spec.help, placeholder=default_text,
+                     format_func=lambda o: default_text if o is None else str(o))
     elif spec.kind == "checkbox":
         st.checkbox(label, key=key, help=spec.help)
     elif spec.kind == "text":
