@@ -20,14 +20,19 @@ from toy_problems.classification import ClassifierConfig, train_classifiers
 from toy_problems.noisy_labels import PAPER_EFFECT, PRESETS, QUICK
 
 
-def seconds(config: ClassifierConfig, repeat: int, threads: int = 1) -> float:
-    """Best wall time of ``repeat`` full train_classifiers calls."""
-    times = []
+def seconds(config: ClassifierConfig, repeat: int, threads: int = 1) -> tuple[float, float]:
+    """Best wall time and best process CPU time of ``repeat`` train_classifiers calls (seconds)."""
+    walls, cpus = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         train_classifiers(config, threads=threads)
-        times.append(time.perf_counter() - start)
-    return min(times)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return min(walls), min(cpus)
+
+
+def show(wall_cpu: tuple[float, float]) -> str:
+    return f"{wall_cpu[0]:.1f} s wall ({wall_cpu[1]:.1f} s CPU)"
 
 
 def load() -> str:
@@ -44,16 +49,20 @@ def main() -> None:
     for name in (QUICK, PAPER_EFFECT):
         config = PRESETS[name]
         print(f"{name}: {config.members} seed(s), width {config.width}, {config.n_train} points, {config.steps} steps, "
-              f"SGD + SAM + ASAM: {seconds(config, args.repeat):.1f} s")
+              f"SGD + SAM + ASAM: {show(seconds(config, args.repeat))}")
     short = PRESETS[PAPER_EFFECT].model_copy(update=dict(steps=args.ratio_steps))
     batched = seconds(short, args.repeat)
-    one_by_one = sum(
+    singles = [
         seconds(short.model_copy(update=dict(members=1, seed=short.seed + k, flip_seed=short.flip_seed + k)), args.repeat)
         for k in range(short.members)
-    )
+    ]
+    one_by_one = (sum(w for w, _ in singles), sum(c for _, c in singles))
     two_threads = seconds(short, args.repeat, threads=2)
-    print(f"{args.ratio_steps} steps, 3 seeds: batched {batched:.1f} s, one run per seed {one_by_one:.1f} s "
-          f"(x{one_by_one / batched:.2f}); 2 threads {two_threads:.1f} s (x{two_threads / batched:.2f} of 1 thread)")
+    print(f"{args.ratio_steps} steps of the paper-effect preset, 3 seeds:")
+    print(f"  batched, 1 thread     {show(batched)}")
+    print(f"  one run per seed      {show(one_by_one)}  x{one_by_one[0] / batched[0]:.2f} wall, "
+          f"x{one_by_one[1] / batched[1]:.2f} CPU")
+    print(f"  batched, 2 threads    {show(two_threads)}  x{two_threads[0] / batched[0]:.2f} wall")
     print(load())
 
 
