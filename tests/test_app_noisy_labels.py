@@ -53,3 +53,23 @@ def test_snapshot_slider_shows_the_boundaries_of_an_earlier_step():
 def test_a_bad_url_value_is_reported_and_replaced_by_the_default():
     at = open_page(SMALL | {"nl_flip_rate": "0.9"})
     assert any("nl_flip_rate" in w.value for w in at.warning)
+
+
+def test_choosing_the_paper_preset_sets_every_control_and_reports_the_measured_gains(monkeypatch):
+    """The page states the claim only for the exact preset setting; a cheap stand-in preset keeps this fast
+    (its gains are whatever it measures: the page must then show its warning instead of the claim)."""
+    import toy_problems.noisy_labels as noisy_labels
+
+    stand_in = PRESETS[noisy_labels.PAPER_EFFECT].model_copy(update=dict(steps=60, width=8, n_train=60))
+    monkeypatch.setitem(noisy_labels.PRESETS, noisy_labels.PAPER_EFFECT, stand_in)
+    at = open_page(SMALL)
+    at.selectbox(key="nl_preset").set_value(noisy_labels.PAPER_EFFECT).run()
+    assert not at.exception, at.exception
+    assert at.slider(key="nl_members").value == 3 and at.number_input(key="nl_width").value == 8
+    assert at.query_params["nl_preset"] == noisy_labels.PAPER_EFFECT
+    run = train_classifiers(stand_in)
+    gains = noisy_labels.clean_test_gains(run)
+    claimed = min(gains.values()) >= noisy_labels.CLAIM_POINTS
+    assert len(at.success) == int(claimed) and len(at.warning) == int(not claimed)
+    summary = next(m.value for m in at.markdown if "Clean test accuracy against SGD" in m.value)
+    assert f"SAM {gains['SAM']:+.1f} points" in summary and "mean over 3 seeds" in summary

@@ -19,8 +19,16 @@ from toy_problems.classification import (
     flip_labels,
     make_data,
     make_points,
+    torch_threads,
     train_classifiers,
 )
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one torch thread (two stall on a shared machine, see benchmarks/README.md)."""
+    with torch_threads(1):
+        yield
+
 
 TINY = dict(n_train=40, n_test=50, width=8, depth=2, steps=6, evals=3, snapshots=2, resolution=8)
 
@@ -91,8 +99,9 @@ def test_ensemble_loss_gradient_is_each_members_own_mean_loss_gradient():
 @pytest.mark.parametrize("name", ["SAM", "ASAM"])
 def test_batched_training_equals_the_core_optimizer_on_each_member_alone(name):
     """Each member trained inside the batch follows exactly the trajectory that SAM / ASAM
-    (from_model, biases unnormalized) and sharpness_aware_step give the plain network."""
-    config = ClassifierConfig(members=2, optimizers=(name,), rho_sam=0.1, rho_asam=0.5, **TINY)
+    (from_model, biases unnormalized), sharpness_aware_step and a cosine schedule give the
+    plain network."""
+    config = ClassifierConfig(members=2, optimizers=(name,), rho_sam=0.1, rho_asam=0.5, schedule="cosine", **TINY)
     run = train_classifiers(config)
     data = make_data(config)
     start = MLP([0, 1], config.width, config.depth)
@@ -101,8 +110,10 @@ def test_batched_training_equals_the_core_optimizer_on_each_member_alone(name):
     for k in range(2):
         model = start.member(k)
         opt = cls.from_model(model, torch.optim.SGD, rho=rho, eta=config.eta, lr=config.lr, momentum=config.momentum)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps)
         for _ in range(config.steps):
             sharpness_aware_step(opt, model, F.cross_entropy, data.x_train[k], data.y_train[k])
+            schedule.step()
         for plain, batched in zip(model.parameters(), run.models[name].member(k).parameters()):
             torch.testing.assert_close(batched, plain, rtol=1e-5, atol=1e-6)
 

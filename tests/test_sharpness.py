@@ -17,6 +17,14 @@ from asam_core.sharpness import (
     rescale_nodes,
     sharpness,
 )
+from toy_problems.classification import torch_threads
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one torch thread (two stall on a shared machine, see benchmarks/README.md)."""
+    with torch_threads(1):
+        yield
 
 
 def mlp(seed: int, width: int = 8) -> nn.Sequential:

@@ -274,7 +274,7 @@ def evaluate(model: MLP, data: ClassifierData) -> dict[str, Tensor]:
 
 
 @contextlib.contextmanager
-def single_thread(threads: int = 1) -> Iterator[None]:
+def torch_threads(threads: int = 1) -> Iterator[None]:
     """Torch on one thread (or ``threads``) inside the block: these networks are too small for
     intra-op parallelism, whose thread barriers stall badly when other processes share the cores."""
     before = torch.get_num_threads()
@@ -298,7 +298,7 @@ def train_classifiers(
 
     ``progress(step, steps)`` is called about a hundred times during training.  ``threads``:
     torch intra-op threads meanwhile (1 is fastest here; benchmarks/noisy_labels.py)."""
-    with single_thread(threads):
+    with torch_threads(threads):
         return _train(config, progress)
 
 

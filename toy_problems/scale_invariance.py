@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from asam_core.sharpness import hessian_top_eigenvalue, hidden_layers, rescale_nodes, sharpness
-from toy_problems.classification import ClassifierConfig, single_thread, train_classifiers
+from toy_problems.classification import ClassifierConfig, torch_threads, train_classifiers
 
 MEASURES = (
     "loss",
@@ -82,7 +82,7 @@ def rescale_layer(model: nn.Sequential, layer: int, a: float) -> nn.Sequential:
 
 def measures(model: nn.Module, x: Tensor, y: Tensor, config: MeasureConfig) -> dict[str, float]:
     """Every entry of MEASURES for ``model`` on (x, y) with cross-entropy loss."""
-    with single_thread():
+    with torch_threads():
         return _measures(model, [(x, y)], config)
 
 
