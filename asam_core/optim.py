@@ -97,22 +97,23 @@ class SAM(torch.optim.Optimizer):
 
     Args: params (iterable or param groups; a group may carry its own "normalization"),
     base_optimizer, rho >= 0 (region radius), p > 1 (2, inf or any p > 1), eta >= 0
-    (ASAM's T_w offset), normalization for groups that do not set it, batched (every
+    (ASAM's T_w offset), normalization for groups that do not set it (rho, eta and
+    normalization default to the class's ``defaults_for_class``), batched (every
     tensor's leading dimension indexes independent models, each with its own norm, as in
     ``perturbation(batched=True)``), and the base optimizer's own keyword arguments
     (lr, momentum, weight_decay, ...).
     """
 
-    default_normalization = "none"
+    defaults_for_class: dict[str, Any] = dict(rho=0.05, eta=0.0, normalization="none")
 
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         base_optimizer: type[torch.optim.Optimizer] = torch.optim.SGD,
-        rho: float = 0.05,
+        rho: float | None = None,
         p: float = 2.0,
         *,
-        eta: float = 0.0,
+        eta: float | None = None,
         normalization: str | None = None,
         batched: bool = False,
         **base_kwargs: Any,
@@ -122,7 +123,10 @@ class SAM(torch.optim.Optimizer):
                 "base_optimizer must be a torch.optim.Optimizer subclass such as torch.optim.SGD "
                 f"(the class, not an instance), got {base_optimizer!r}"
             )
-        normalization = self.default_normalization if normalization is None else normalization
+        rho, eta, normalization = (
+            self.defaults_for_class[key] if value is None else value
+            for key, value in (("rho", rho), ("eta", eta), ("normalization", normalization))
+        )
         check_hyperparameters(rho, p, eta)
         check_normalization(normalization)
         super().__init__(params, dict(rho=rho, p=p, eta=eta, normalization=normalization))
@@ -147,7 +151,7 @@ class SAM(torch.optim.Optimizer):
         **kwargs: Any,
     ) -> "SAM":
         """Build the optimizer over ``param_groups_for(model, normalization, normalize_bias)``."""
-        normalization = cls.default_normalization if normalization is None else normalization
+        normalization = cls.defaults_for_class["normalization"] if normalization is None else normalization
         groups = param_groups_for(model, normalization, normalize_bias)
         return cls(groups, base_optimizer, normalization=normalization, **kwargs)
 
@@ -256,20 +260,4 @@ class ASAM(SAM):
     ``model.parameters()`` normalizes every tensor (the "with bias normalization" variant).
     """
 
-    default_normalization = "element"
-
-    def __init__(
-        self,
-        params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        base_optimizer: type[torch.optim.Optimizer] = torch.optim.SGD,
-        rho: float = 0.5,
-        p: float = 2.0,
-        *,
-        eta: float = 0.01,
-        normalization: str | None = None,
-        batched: bool = False,
-        **base_kwargs: Any,
-    ) -> None:
-        super().__init__(
-            params, base_optimizer, rho, p, eta=eta, normalization=normalization, batched=batched, **base_kwargs
-        )
+    defaults_for_class = dict(rho=0.5, eta=0.01, normalization="element")

@@ -307,7 +307,7 @@ def test_batched_optimizer_steps_each_member_as_its_own_model(cls, p):
         return F.cross_entropy(torch.einsum("...oi,...ni->...no", w, xs) + b[..., None, :], ys, reduction="sum")
 
     groups = [
-        {"params": [nn.Parameter(weight.clone())], "normalization": cls.default_normalization},
+        {"params": [nn.Parameter(weight.clone())], "normalization": cls.defaults_for_class["normalization"]},
         {"params": [nn.Parameter(bias.clone())], "normalization": "none"},
     ]
     batched = cls(groups, torch.optim.SGD, p=p, lr=0.1, batched=True)
@@ -319,7 +319,7 @@ def test_batched_optimizer_steps_each_member_as_its_own_model(cls, p):
     for k in range(members):
         w_k, b_k = nn.Parameter(weight[k].clone()), nn.Parameter(bias[k].clone())
         single = cls(
-            [{"params": [w_k], "normalization": cls.default_normalization}, {"params": [b_k], "normalization": "none"}],
+            [{"params": [w_k], "normalization": cls.defaults_for_class["normalization"]}, {"params": [b_k], "normalization": "none"}],
             torch.optim.SGD, p=p, lr=0.1,
         )
 
