@@ -14,9 +14,11 @@ from __future__ import annotations
 import ast
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -82,7 +84,9 @@ def running_app(log_name: str = "streamlit_server.log") -> Iterator[str]:
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
     ]
     log = open(artifact_path(log_name), "w")
-    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    runs_dir = tempfile.mkdtemp(prefix="asam-lab-runs-")
+    env = {**os.environ, "ASAM_LAB_RUNS_DIR": runs_dir, "ASAM_LAB_WORKER_AUTOSTART": "0"}
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
@@ -103,6 +107,7 @@ def running_app(log_name: str = "streamlit_server.log") -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+        shutil.rmtree(runs_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
