@@ -79,6 +79,9 @@ def curves_figure(run: ClassifierRun, metric: str) -> go.Figure:
             x=run.eval_steps, y=100 * values[o].mean(0), mode="lines", name=name,
             line=dict(color=OPTIMIZER_COLORS[name], width=2.5),
         ))
+    if metric == "train_acc":
+        fig.add_hline(y=100 * (1 - run.config.flip_rate), line=dict(color="black", dash="dot"),
+                      annotation_text="a classifier that ignores the flips")
     fig.update_layout(
         title=METRIC_TITLES[metric], height=330, margin=dict(l=10, r=10, t=45, b=10),
         xaxis=dict(title="step"), yaxis=dict(title="% (mean over seeds)", range=[0, 101] if metric == "flipped_fit" else [40, 101]),
@@ -131,7 +134,7 @@ for o, (column, name) in enumerate(zip(columns, config.optimizers)):
             key=f"nl_boundary_{name}",
         )
         left, right = st.columns(2)
-        left.metric("train acc (noisy labels)", f"{100 * final['train_acc'][name]:.1f}%")
+        left.metric("train acc (noisy)", f"{100 * final['train_acc'][name]:.1f}%")
         right.metric("clean test acc", f"{100 * final['test_acc'][name]:.1f}%")
         st.caption(f"{100 * final['flipped_fit'][name]:.0f}% of the flipped points fitted to their wrong label.")
 
@@ -159,7 +162,7 @@ needs large, finely balanced weights. Such a fit is *sharp*: a small perturbatio
 the island out and the loss on that point jumps. SAM minimizes $\max_{\|\epsilon\|\le\rho} L(w+\epsilon)$, the loss
 at the worst nearby weights, so every island costs it the loss it would lose under that perturbation; the
 smooth boundary that follows the clean data stays flat and wins. SGD only sees $L(w)$, and given enough steps it
-fits the islands one by one: training accuracy on the noisy labels climbs towards 100 % while clean test accuracy
-falls. ASAM does the same with a region scaled by $|w|$, so large weights cannot hide sharpness behind their scale.
+fits the islands one by one: its accuracy on the noisy labels climbs above the $1 - $ flip rate that a classifier
+ignoring the flips would score (dotted line), and its clean test accuracy falls. ASAM does the same with a region scaled by $|w|$, so large weights cannot hide sharpness behind their scale.
 """
 )

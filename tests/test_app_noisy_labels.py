@@ -29,7 +29,7 @@ def test_page_trains_the_url_setting_and_shows_boundaries_metrics_and_curves():
     run = train_classifiers(expected)
     test_acc = [m.value for m in at.metric if m.label == "clean test acc"]
     assert test_acc == [f"{100 * run.final('test_acc')[name]:.1f}%" for name in ("SGD", "SAM", "ASAM")]
-    train_acc = [m.value for m in at.metric if m.label == "train acc (noisy labels)"]
+    train_acc = [m.value for m in at.metric if m.label == "train acc (noisy)"]
     assert train_acc == [f"{100 * run.final('train_acc')[name]:.1f}%" for name in ("SGD", "SAM", "ASAM")]
     assert len(at.get("plotly_chart")) == 6
     fitted = [c.value for c in at.caption if "flipped points fitted" in c.value]
