@@ -1,15 +1,15 @@
-"""ASAM Lab: Streamlit entry point (st.navigation over pages/, shared sidebar)."""
+"""ASAM Lab: Streamlit entry point (st.navigation over views/, shared sidebar)."""
 import streamlit as st
 
 st.set_page_config(page_title="ASAM Lab", page_icon="⛰️", layout="wide")
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/regions.py", title="Maximization regions", icon=":material/crop_square:"),
-    st.Page("pages/trajectories.py", title="Trajectories", icon=":material/timeline:"),
-    st.Page("pages/cifar_runs.py", title="CIFAR runs", icon=":material/monitoring:"),
-    st.Page("pages/scale_invariance.py", title="Scale invariance", icon=":material/balance:"),
-    st.Page("pages/noisy_labels.py", title="Noisy labels in 2-D", icon=":material/label_off:"),
+    st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("views/regions.py", title="Maximization regions", icon=":material/crop_square:"),
+    st.Page("views/trajectories.py", title="Trajectories", icon=":material/timeline:"),
+    st.Page("views/cifar_runs.py", title="CIFAR runs", icon=":material/monitoring:"),
+    st.Page("views/scale_invariance.py", title="Scale invariance", icon=":material/balance:"),
+    st.Page("views/noisy_labels.py", title="Noisy labels in 2-D", icon=":material/label_off:"),
 ]
 
 page = st.navigation(PAGES)

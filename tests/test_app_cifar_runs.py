@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from asam_core.runs.store import METRIC_FIELDS, RunStore, this_host
 from asam_core.train.config import RunConfig
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "cifar_runs.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "views" / "cifar_runs.py")
 
 
 @pytest.fixture

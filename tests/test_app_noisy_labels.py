@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from toy_problems.classification import ClassifierConfig, train_classifiers
 from toy_problems.noisy_labels import PRESETS, QUICK
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "noisy_labels.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "views" / "noisy_labels.py")
 SMALL = {"nl_steps": "60", "nl_width": "8", "nl_n_train": "60", "nl_flip_rate": "0.2", "nl_seed": "4"}
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "scale_invariance.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "views" / "scale_invariance.py")
 
 
 def shown(at: AppTest) -> dict[str, float]:

@@ -34,7 +34,7 @@ def test_home_explains_sam_asam_and_the_pages():
 
 
 def test_regions_table_shows_theorem_1_and_follows_the_rho_slider():
-    at = open_page("pages/regions.py")
+    at = open_page("views/regions.py")
     before = table(at).set_index("region")
     assert list(before["equal (1e-6)"]) == ["no", "yes", "yes", "yes"]
     assert before.loc["cuboid", "sharpness at w"] == before.loc["cuboid", "sharpness at w′"]
@@ -48,23 +48,23 @@ def test_regions_table_shows_theorem_1_and_follows_the_rho_slider():
 
 def test_regions_url_reproduces_the_screen_and_eta_is_explained():
     query = {"regions_a": "2.0", "regions_rho": "0.5", "regions_eta": "0.1", "regions_p": "inf", "regions_loss": "product"}
-    first = open_page("pages/regions.py", query)
+    first = open_page("views/regions.py", query)
     assert first.slider(key="regions_a").value == 2.0 and first.selectbox(key="regions_p").value == "inf"
     assert any("η = 0.1" in info.value for info in first.info)
     assert "no" in list(table(first)["equal (1e-6)"])[1:]
     shared = {k: v if isinstance(v, str) else v[0] for k, v in first.query_params.items()}
-    second = open_page("pages/regions.py", shared)
+    second = open_page("views/regions.py", shared)
     assert table(second).equals(table(first))
 
 
 def test_a_bad_url_value_is_ignored_with_a_warning():
-    at = open_page("pages/regions.py", {"regions_rho": "lots"})
+    at = open_page("views/regions.py", {"regions_rho": "lots"})
     assert at.slider(key="regions_rho").value == 0.3
     assert any("regions_rho" in w.value for w in at.warning)
 
 
 def test_trajectories_presets_show_figure_3():
-    at = open_page("pages/trajectories.py", SMALL_MAP)
+    at = open_page("views/trajectories.py", SMALL_MAP)
     rows = table(at).set_index("method")
     assert rows.loc["SAM", "w₁ / w₂"] == pytest.approx(1.0, abs=0.05)
     assert rows.loc["ASAM", "w₁ / w₂"] > 1.4
@@ -77,7 +77,7 @@ def test_trajectories_presets_show_figure_3():
 
 
 def test_trajectories_follow_the_learning_rate_and_keep_it_in_the_url():
-    at = open_page("pages/trajectories.py", {**SMALL_MAP, "traj_map": "false", "traj_steps": "500"})
+    at = open_page("views/trajectories.py", {**SMALL_MAP, "traj_map": "false", "traj_steps": "500"})
     before = table(at)
     at.slider(key="traj_lr").set_value(0.05).run()
     assert not at.exception
@@ -88,9 +88,9 @@ def test_trajectories_follow_the_learning_rate_and_keep_it_in_the_url():
 def test_trajectories_url_reproduces_a_custom_scenario():
     query = {**SMALL_MAP, "traj_map": "false", "traj_preset": "custom start", "traj_w1": "0.15", "traj_w2": "0.1",
              "traj_lr": "0.01", "traj_steps": "300", "traj_step": "120", "traj_p": "inf", "traj_momentum": "0.5"}
-    first = open_page("pages/trajectories.py", query)
+    first = open_page("views/trajectories.py", query)
     assert first.number_input(key="traj_w1").value == 0.15 and first.slider(key="traj_step").value == 120
     assert first.selectbox(key="traj_p").value == "inf" and first.slider(key="traj_momentum").value == 0.5
     shared = {k: v if isinstance(v, str) else v[0] for k, v in first.query_params.items()}
-    second = open_page("pages/trajectories.py", shared)
+    second = open_page("views/trajectories.py", shared)
     assert table(second).equals(table(first))

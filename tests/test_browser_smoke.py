@@ -21,17 +21,13 @@ def test_page_opens_without_an_error_box(registered, app_server, browser_page):
     assert registered.title in sidebar
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Streamlit runs a pages/ folder as a legacy multipage app until app.py has run once in the server "
-    "process, so a shared sub-page URL opened first after a restart skips app.py (its sidebar lists every file "
-    "of pages/). Streamlit's advice: rename pages/ (e.g. views/) when using st.navigation.",
-)
 def test_a_shared_sub_page_url_works_on_a_fresh_server(browser_page):
+    """The first visit after a restart goes through app.py (no legacy pages/ folder next to it)."""
     target = registered_pages()[1]
     with running_app("streamlit_fresh_server.log") as url:
         open_app_page(browser_page, f"{url}/{target.url_path}?regions_a=2.0")
         save_screenshot(browser_page, "fresh_server_sub_page.png")
+    assert "Page not found" not in browser_page.inner_text("body")
     links = browser_page.locator('[data-testid="stSidebarNavLink"]').all_inner_texts()
     titles = [p.title for p in registered_pages()]
     assert len(links) == len(titles) and all(any(title in link for link in links) for title in titles), links

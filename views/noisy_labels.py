@@ -8,8 +8,8 @@ import plotly.graph_objects as go
 import streamlit as st
 from pydantic import ValidationError
 
-from pages import common
-from pages.classifier_plots import OPTIMIZER_COLORS, boundary_figure
+from views import common
+from views.classifier_plots import OPTIMIZER_COLORS, boundary_figure
 from toy_problems.classification import DATASETS, ClassifierConfig, ClassifierRun, train_classifiers
 from toy_problems.noisy_labels import CLAIM_POINTS, PAPER_EFFECT, PRESETS, QUICK, clean_test_gains
 

@@ -6,8 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages import common
-from pages.classifier_plots import boundary_figure
+from views import common
+from views.classifier_plots import boundary_figure
 from toy_problems.classification import DATASETS, decision_grid, grid_axes
 from toy_problems.scale_invariance import (
     INVARIANT,

@@ -47,5 +47,5 @@ st.markdown(
     "then raise the learning rate.\n"
     "3. Every control lives in the page's URL: copy the address bar to hand a class the exact same screen."
 )
-st.page_link("pages/regions.py", label="Maximization regions", icon=":material/crop_square:")
-st.page_link("pages/trajectories.py", label="Trajectories", icon=":material/timeline:")
+st.page_link("views/regions.py", label="Maximization regions", icon=":material/crop_square:")
+st.page_link("views/trajectories.py", label="Trajectories", icon=":material/timeline:")

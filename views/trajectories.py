@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 from plotly.subplots import make_subplots
 
-from pages import common
+from views import common
 from toy_problems.convergence import OUTCOMES, convergence_map
 from toy_problems.export import trajectories_csv
 from toy_problems.losses import LOSSES, bounding_box, get_loss, loss_grid

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages import common
+from views import common
 from toy_problems.losses import LOSSES, bounding_box, get_loss, loss_grid
 from toy_problems.regions import REGIONS, RegionPair, adaptive_region, region_pair
 
