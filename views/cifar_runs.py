@@ -87,7 +87,7 @@ if left.button(f"Queue all three runs of “{st.session_state.cifar_preset}”",
     queued([store.submit(config, owner) for config in PRESETS[st.session_state.cifar_preset]])
 
 with st.form("cifar_launch"):
-    st.caption("The form holds the chosen preset; change any field. Hover over ⓘ for the allowed values.")
+    st.caption("The form holds the chosen preset; change any field. Hover over a field's question mark for its allowed values.")
     columns = st.columns(4)
     for i, spec in enumerate(s for s in FIELDS if s.name in MAIN_FIELDS):
         with columns[i % 4]:
