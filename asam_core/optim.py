@@ -190,8 +190,8 @@ class SAM(torch.optim.Optimizer):
                 layout.scratch_parts, layout.backup_parts, rho=self._shared("rho"), p=self._shared("p"),
                 kinds=layout.part_kinds, eta=self._shared("eta"), batched=self.batched,
             )
-            torch._foreach_add_(eps, layout.backup_parts)
-            torch._foreach_copy_(layout.scratch_parts, eps)
+            for w, e, out in zip(layout.backup_parts, eps, layout.scratch_parts):
+                torch.add(w, e, out=out)
             torch._foreach_copy_(params, layout.scratch_views)
         self._perturbed = params
         if zero_grad:
