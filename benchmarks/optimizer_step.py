@@ -147,6 +147,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    torch.set_flush_denormal(True)  # denormal weights or gradients would slow every variant 100x
     bench(torch.device("cpu"), args.rounds)
     if torch.cuda.is_available():
         bench(torch.device("cuda"), args.rounds * 5)
