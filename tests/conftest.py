@@ -164,3 +164,12 @@ def save_screenshot(page, name: str, max_height: int = 8000) -> str:
     path = artifact_path(name)
     page.screenshot(path=path, full_page=True)
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models: one torch thread for the module (two stall on a shared machine, see benchmarks/README.md)."""
+    from toy_problems.classification import torch_threads
+
+    with torch_threads(1):
+        yield

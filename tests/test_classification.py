@@ -19,15 +19,10 @@ from toy_problems.classification import (
     flip_labels,
     make_data,
     make_points,
-    torch_threads,
     train_classifiers,
 )
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one torch thread (two stall on a shared machine, see benchmarks/README.md)."""
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = dict(n_train=40, n_test=50, width=8, depth=2, steps=6, evals=3, snapshots=2, resolution=8)

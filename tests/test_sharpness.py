@@ -17,14 +17,9 @@ from asam_core.sharpness import (
     rescale_nodes,
     sharpness,
 )
-from toy_problems.classification import torch_threads
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one torch thread (two stall on a shared machine, see benchmarks/README.md)."""
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def mlp(seed: int, width: int = 8) -> nn.Sequential:
