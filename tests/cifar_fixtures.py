@@ -6,9 +6,6 @@ for CIFAR-100) with the official file names and pickles: dicts with bytes keys, 
 for CIFAR-100) a list of ints.  ``write_cifar_archive`` packs that folder into the official
 ``.tar.gz`` and returns the archive's path and MD5.
 
-``one_thread`` is a module fixture for tests that train: on a shared, loaded 2-core machine
-one intra-op thread is several times faster than two for these tiny batches.
-
 Images are learnable: every class has its own mean colour plus noise, so a couple of epochs
 move the accuracy above chance.  Labels cycle through the classes, so each class has
 ``per_class`` training images.
@@ -22,8 +19,6 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 
 LAYOUT = {
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], 10),
@@ -79,11 +74,3 @@ def write_cifar_archive(root: Path, dataset: str = "cifar10", **kwargs) -> tuple
     shutil.rmtree(staging)
     return archive, hashlib.md5(archive.read_bytes()).hexdigest()
 
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Run the module's tests with one intra-op thread, restoring the count afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from cifar_fixtures import one_thread, write_cifar  # noqa: F401  (one_thread is a fixture)
+from cifar_fixtures import write_cifar
 
 from asam_core.runs.cli import EXIT_OK, EXIT_USAGE, main
 from asam_core.train.config import RunConfig
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from cifar_fixtures import one_thread, write_cifar, write_cifar_archive  # noqa: F401  (one_thread is a fixture)
+from cifar_fixtures import write_cifar, write_cifar_archive
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +25,7 @@ from asam_core.train.data import (
     train_batches,
 )
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("spec", [CIFAR10, CIFAR100], ids=lambda s: s.name)

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 import pytest
 import torch
-from cifar_fixtures import one_thread, write_cifar  # noqa: F401  (one_thread is a fixture)
+from cifar_fixtures import write_cifar
 
 from asam_core.optim import SAM
 from asam_core.step import sharpness_aware_step
@@ -15,7 +15,7 @@ from asam_core.train.config import RunConfig
 from asam_core.train.loop import CHECKPOINT_NAME, EpochMetrics, train
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cifar_fixtures import one_thread  # noqa: F401  (fixture)
 
 from asam_core.train.models import MODEL_NAMES, build_model
 from asam_core.train.trajectory import TrajectoryPlane, filter_normalized_direction, plane_seed
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def n_params(model: torch.nn.Module) -> int:
