@@ -29,6 +29,7 @@ import signal
 import sys
 import textwrap
 import typing
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -148,7 +149,7 @@ class ConsoleSink:
             f.write(json.dumps({"step": step, "train_loss": train_loss}) + "\n")
 
     def on_epoch(self, m: EpochMetrics) -> None:
-        self.metrics[m.epoch] = vars(m)
+        self.metrics[m.epoch] = asdict(m)
         _write_atomic(self.metrics_path, "".join(json.dumps(self.metrics[e]) + "\n" for e in sorted(self.metrics)))
         test = "not evaluated" if m.test_acc is None else f"loss {m.test_loss:.3f} acc {m.test_acc:6.2%}"
         line = (f"epoch {m.epoch:>3}/{self.config.epochs}  train loss {m.train_loss:.3f} acc {m.train_acc:6.2%}  "
