@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from asam_core.flat import FlatLayout
-from asam_core.perturbation import check_hyperparameters, check_normalization, perturbation
+from asam_core.perturbation import check_hyperparameters, check_normalization, perturbation_
 
 SHARPNESS_KEYS = ("rho", "p", "eta", "normalization")
 
@@ -186,12 +186,11 @@ class SAM(torch.optim.Optimizer):
             layout = self._layout_for(params, kinds)
             torch._foreach_copy_(layout.backup_views, params)
             torch._foreach_copy_(layout.scratch_views, grads)
-            eps = perturbation(
+            perturbation_(
                 layout.scratch_parts, layout.backup_parts, rho=self._shared("rho"), p=self._shared("p"),
                 kinds=layout.part_kinds, eta=self._shared("eta"), batched=self.batched,
             )
-            for w, e, out in zip(layout.backup_parts, eps, layout.scratch_parts):
-                torch.add(w, e, out=out)
+            torch._foreach_add_(layout.scratch_parts, layout.backup_parts)
             torch._foreach_copy_(params, layout.scratch_views)
         self._perturbed = params
         if zero_grad:

@@ -19,7 +19,7 @@ are then taken per batch element.
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import Tensor
@@ -76,41 +76,52 @@ def _norms(tensors: Sequence[Tensor], ord: float, batched: bool) -> Tensor:
     return torch.stack([torch.linalg.vector_norm(t.flatten(1), ord, dim=1) for t in tensors])
 
 
-def _scaled(tensors: Sequence[Tensor], factor: Tensor, batched: bool) -> list[Tensor]:
-    """New tensors: tensors * factor (a scalar, or one factor per batch element when batched)."""
+def _scale_(tensors: Sequence[Tensor], factor: Tensor, batched: bool) -> None:
+    """In place: tensors *= factor (a scalar, or one factor per batch element when batched)."""
     if not batched:
-        return list(torch._foreach_mul(tensors, factor))
-    return [t * factor.reshape(-1, *([1] * (t.dim() - 1))) for t in tensors]
+        torch._foreach_mul_(tensors, factor)
+        return
+    for t in tensors:
+        t.mul_(factor.reshape(-1, *([1] * (t.dim() - 1))))
 
 
-def dual_vector(z: Sequence[Tensor], rho: float, p: float = 2.0, batched: bool = False) -> list[Tensor]:
-    """argmax of e·z over ||e||_p <= rho:  rho · sign(z) |z|^(q-1) / ||z||_q^(q-1).
+def dual_vector_(z: Sequence[Tensor], rho: float, p: float = 2.0, batched: bool = False) -> None:
+    """In place: z <- argmax of e·z over ||e||_p <= rho = rho · sign(z) |z|^(q-1) / ||z||_q^(q-1).
 
-    Returns new tensors.  z = 0 gives 0 (never NaN).  For general p the computation is done
-    on z / max|z|, which leaves the result unchanged and avoids overflow of |z|^(q-1).
+    z = 0 gives 0 (never NaN).  For general p the computation is done on z / max|z|, which
+    leaves the result unchanged and avoids overflow of |z|^(q-1).
     """
     z = list(z)
     if not z:
-        return []
+        return
     if p == math.inf:
-        out = list(torch._foreach_sign(z))
-        torch._foreach_mul_(out, rho)
-        return out
+        torch._foreach_sign_(z)
+        torch._foreach_mul_(z, rho)
+        return
     tiny = torch.finfo(z[0].dtype).tiny
     if p == 2:
         total = torch.linalg.vector_norm(_norms(z, 2.0, batched), dim=0)
-        return _scaled(z, rho / total.clamp_min(tiny), batched)
+        _scale_(z, rho / total.clamp_min(tiny), batched)
+        return
     q = p / (p - 1.0)
-    peak = _norms(z, math.inf, batched).amax(dim=0).clamp_min(tiny)
-    u = _scaled(z, 1.0 / peak, batched)
-    # max|u| = 1, so ||u||_q >= 1 unless z = 0 (then the numerator is 0): clamping at 1 is exact.
-    norm_q = torch.linalg.vector_norm(_norms(u, q, batched), q, dim=0).clamp_min(1.0)
-    out = torch._foreach_pow(torch._foreach_abs(u), q - 1.0)
-    torch._foreach_mul_(out, torch._foreach_sign(u))
-    return _scaled(out, rho / norm_q ** (q - 1.0), batched)
+    _scale_(z, 1.0 / _norms(z, math.inf, batched).amax(dim=0).clamp_min(tiny), batched)
+    # max|z| = 1 now, so ||z||_q >= 1 unless z = 0 (then the numerator is 0): clamping at 1 is exact.
+    norm_q = torch.linalg.vector_norm(_norms(z, q, batched), q, dim=0).clamp_min(1.0)
+    signs = torch._foreach_sign(z)
+    torch._foreach_abs_(z)
+    torch._foreach_pow_(z, q - 1.0)
+    torch._foreach_mul_(z, signs)
+    _scale_(z, rho / norm_q ** (q - 1.0), batched)
 
 
-def perturbation(
+def dual_vector(z: Sequence[Tensor], rho: float, p: float = 2.0, batched: bool = False) -> list[Tensor]:
+    """dual_vector_ on copies: returns new tensors, z is left unchanged."""
+    out = [t.clone() for t in z]
+    dual_vector_(out, rho, p, batched)
+    return out
+
+
+def perturbation_(
     grads: Sequence[Tensor],
     params: Sequence[Tensor] | None = None,
     *,
@@ -119,8 +130,8 @@ def perturbation(
     kinds: Sequence[str] | str = "none",
     eta: float = 0.0,
     batched: bool = False,
-) -> list[Tensor]:
-    """eps = T_w · dual(T_w g) for each tensor (see the module docstring).
+) -> None:
+    """In place: grads <- eps = T_w · dual(T_w g) for each tensor (see the module docstring).
 
     ``kinds`` is one normalization per tensor ("none" = SAM / unnormalized bias, "element",
     "filter") or one string for all.  ``params`` (the weights w) are needed unless every
@@ -134,16 +145,22 @@ def perturbation(
     for k in kinds:
         check_normalization(k)
     if all(k == "none" for k in kinds):
-        return dual_vector(grads, rho, p, batched)
+        dual_vector_(grads, rho, p, batched)
+        return
     if params is None or len(params) != len(grads):
         raise ValueError("params must be given, one per gradient, when any tensor is normalized")
     scales = normalization_operator(params, kinds, eta, batched)
     scaled = [i for i, t in enumerate(scales) if t is not None]
-    z = list(grads)
-    for i, tz in zip(scaled, torch._foreach_mul([scales[i] for i in scaled], [grads[i] for i in scaled])):
-        z[i] = tz
-    eps = dual_vector(z, rho, p, batched)
-    torch._foreach_mul_([eps[i] for i in scaled], [scales[i] for i in scaled])
+    z_scaled, t_scaled = [grads[i] for i in scaled], [scales[i] for i in scaled]
+    torch._foreach_mul_(z_scaled, t_scaled)
+    dual_vector_(grads, rho, p, batched)
+    torch._foreach_mul_(z_scaled, t_scaled)
+
+
+def perturbation(grads: Sequence[Tensor], params: Sequence[Tensor] | None = None, **kwargs: Any) -> list[Tensor]:
+    """perturbation_ (same keyword arguments) on copies of the gradients: returns eps as new tensors."""
+    eps = [g.clone() for g in grads]
+    perturbation_(eps, params, **kwargs)
     return eps
 
 
