@@ -24,6 +24,11 @@ Usage::
 or ``opt.step(closure)`` where ``closure`` zeroes grads, runs forward + backward and returns
 the loss; it is called twice, at w and at w + eps.
 
+Storage: the first ``first_step()`` moves the parameters into one contiguous buffer (each
+stays the same ``nn.Parameter`` with the same values, shape and memory format; its ``.data``
+becomes a view of the buffer), so that w + eps and the restore are one op each.  Parameters
+re-homed later (``model.to(...)``) are noticed and moved again.
+
 Gradient clipping: clip after the second backward, before ``second_step()``.
 AMP: bf16 ``torch.autocast`` needs nothing special.  With an fp16 ``GradScaler`` scale both
 backwards (eps depends only on the gradient's direction, so scaled gradients give the same
@@ -137,7 +142,7 @@ class SAM(torch.optim.Optimizer):
         self.param_groups = self.base_optimizer.param_groups
         self.defaults.update(self.base_optimizer.defaults)
         self.batched = batched
-        self._perturbed: list[Tensor] | None = None
+        self._perturbed: bool | None = None
         self._layout: FlatLayout | None = None
 
     @classmethod
@@ -174,25 +179,26 @@ class SAM(torch.optim.Optimizer):
 
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> None:
-        """w <- w + eps (remembering w); params whose grad is None are skipped."""
-        params, grads, kinds = [], [], []
-        for group in self.param_groups:
-            for w in group["params"]:
-                if w.grad is not None:
-                    params.append(w)
-                    grads.append(w.grad)
-                    kinds.append(group["normalization"])
+        """w <- w + eps (remembering w); params whose grad is None get eps = 0.
+
+        The first call moves the parameters into one contiguous buffer (see asam_core.flat),
+        so that w + eps and the restore are one op each."""
+        params = [w for group in self.param_groups for w in group["params"]]
+        kinds = [group["normalization"] for group in self.param_groups for _ in group["params"]]
         if params:
             layout = self._layout_for(params, kinds)
-            torch._foreach_copy_(layout.backup_views, params)
-            torch._foreach_copy_(layout.scratch_views, grads)
+            layout.backup.copy_(layout.weights)
+            with_grad = [(view, w.grad) for view, w in zip(layout.scratch_views, params) if w.grad is not None]
+            if len(with_grad) < len(params):
+                layout.scratch.zero_()
+            if with_grad:
+                torch._foreach_copy_(*map(list, zip(*with_grad)))
             perturbation_(
                 layout.scratch_parts, layout.backup_parts, rho=self._shared("rho"), p=self._shared("p"),
                 kinds=layout.part_kinds, eta=self._shared("eta"), batched=self.batched,
             )
-            torch._foreach_add_(layout.scratch_parts, layout.backup_parts)
-            torch._foreach_copy_(params, layout.scratch_views)
-        self._perturbed = params
+            layout.weights.add_(layout.scratch)
+        self._perturbed = bool(params)
         if zero_grad:
             self.zero_grad()
 
@@ -207,7 +213,7 @@ class SAM(torch.optim.Optimizer):
         if self._perturbed is None:
             raise RuntimeError("restore()/second_step() called without a preceding first_step()")
         if self._perturbed:
-            torch._foreach_copy_(self._perturbed, self._layout.backup_views)
+            self._layout.weights.copy_(self._layout.backup)
         self._perturbed = None
 
     @torch.no_grad()

@@ -91,6 +91,37 @@ def test_params_without_grad_are_skipped():
     assert torch.equal(frozen, before)
 
 
+def test_parameters_moved_into_one_buffer_keep_identity_values_and_memory_format():
+    model = small_net().to(memory_format=torch.channels_last)
+    identities, before = [id(w) for w in model.parameters()], params_of(model)
+    opt = ASAM.from_model(model, torch.optim.SGD, lr=0.1, normalization="filter")
+    x, y = batch()
+    F.cross_entropy(model(x), y).backward()
+    opt.first_step()
+    opt.restore()
+    assert [id(w) for w in model.parameters()] == identities
+    assert all_equal(params_of(model), before)
+    storages = {w.untyped_storage().data_ptr() for w in model.parameters()}
+    assert len(storages) == 1, "first_step moves every parameter into one contiguous buffer"
+    conv = model[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and isinstance(conv, nn.Parameter)
+
+
+def test_parameters_moved_elsewhere_after_a_step_are_followed():
+    """If w.data is replaced between steps (model.to(...), a user's assignment), the optimizer
+    perturbs the new storage and trains exactly as if nothing had moved."""
+    model_a, model_b = small_net(), small_net()
+    opt_a = ASAM.from_model(model_a, torch.optim.SGD, lr=0.1, momentum=0.9)
+    opt_b = ASAM.from_model(model_b, torch.optim.SGD, lr=0.1, momentum=0.9)
+    for i in range(4):
+        x, y = batch(i)
+        sharpness_aware_step(opt_a, model_a, F.cross_entropy, x, y)
+        sharpness_aware_step(opt_b, model_b, F.cross_entropy, x, y)
+        for w in model_b.parameters():
+            w.data = w.data.clone()
+    assert all_equal(params_of(model_a), params_of(model_b))
+
+
 def test_param_groups_are_decided_from_modules():
     model = small_net()
     conv, bn, linear = model[0], model[1], model[5]
