@@ -28,10 +28,13 @@ def _flat(tensors):
 
 @st.composite
 def problems(draw):
-    """A few random tensors (w, g), a p, one normalization kind per tensor, eta and rho."""
+    """A few random tensors (w, g), a p, one normalization kind per tensor, eta and rho.
+
+    Shape () is a single number: batched, a 1-D tensor of one number per problem (the toy simulator's
+    w1 and w2)."""
     seed = draw(st.integers(0, 2**31 - 1))
     gen = torch.Generator().manual_seed(seed)
-    shapes = draw(st.lists(st.sampled_from([(3,), (2, 3), (4, 2, 2, 2), (1,)]), min_size=1, max_size=3))
+    shapes = draw(st.lists(st.sampled_from([(3,), (2, 3), (4, 2, 2, 2), (1,), ()]), min_size=1, max_size=3))
     params = [torch.randn(s, generator=gen) for s in shapes]
     grads = [torch.randn(s, generator=gen) for s in shapes]
     kinds = [draw(st.sampled_from(KINDS)) for _ in shapes]
@@ -120,12 +123,15 @@ def test_batched_equals_one_problem_at_a_time(problem):
     grads_b = [torch.randn(batch, *w.shape, generator=gen) for w in params]
     grads_b[0][2] = 0.0  # a zero-gradient problem in the batch stays finite and isolated
     eps_b = perturbation(grads_b, params_b, rho=rho, p=p, kinds=kinds, eta=eta, batched=True)
-    for i in range(batch):
-        eps_i = perturbation([g[i] for g in grads_b], [w[i] for w in params_b], rho=rho, p=p, kinds=kinds, eta=eta)
-        for e_b, e_i in zip(eps_b, eps_i):
-            torch.testing.assert_close(e_b[i], e_i)
     norms = region_norm(eps_b, params_b, p=p, kinds=kinds, eta=eta, batched=True)
     assert norms.shape == (batch,)
+    for i in range(batch):
+        params_i = [w[i] for w in params_b]
+        eps_i = perturbation([g[i] for g in grads_b], params_i, rho=rho, p=p, kinds=kinds, eta=eta)
+        for e_b, e_i in zip(eps_b, eps_i):
+            torch.testing.assert_close(e_b[i], e_i)
+        torch.testing.assert_close(norms[i], region_norm(eps_i, params_i, p=p, kinds=kinds, eta=eta))
+        torch.testing.assert_close(norms[i], torch.tensor(0.0 if i == 2 and len(params) == 1 else rho))
 
 
 def test_general_p_does_not_overflow_for_p_close_to_one():

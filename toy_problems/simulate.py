@@ -9,7 +9,7 @@ One step for every method (gradient descent with optional heavy-ball momentum mu
     b  <- mu b + grad L(w + eps);   w <- w - lr b
 
 eps comes from asam_core.perturbation (batched: one norm per row), the same function the
-optimizers call.  All methods and starts are rows of one (M·B, 2) tensor.
+optimizers call.  All methods and starts are the columns of one (2, M·B) tensor.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor
 
-from asam_core.perturbation import perturbation
+from asam_core.perturbation import perturbation_
 from toy_problems.losses import Loss2D
 
 Method = Literal["sgd", "sam", "asam"]
@@ -104,23 +104,24 @@ def simulate(loss: Loss2D, starts: Tensor, config: SimulationConfig, record_ever
     first = n_starts if "sgd" in config.methods else 0
     arguments = _region_arguments(config)
     blocks = [
-        (slice(first + i * n_starts, first + (i + 1) * n_starts), slice(i * n_starts, (i + 1) * n_starts), arguments[m])
+        (slice(first + i * n_starts, first + (i + 1) * n_starts), arguments[m])
         for i, m in enumerate(m for m in config.methods if m != "sgd")
     ]
     every = config.steps if record_every is None else record_every
     recorded = sorted(set(range(0, config.steps + 1, every)) | {config.steps})
-    w = starts.repeat(n_methods, 1)
+    # Coordinate-major (2, N): w[0] holds w1 and w[1] holds w2 of every row, so each coordinate
+    # is one contiguous tensor, as two parameter tensors of N independent problems.
+    w = starts.T.repeat(1, n_methods)
     buffer = torch.zeros_like(w) if config.momentum else None
     points = torch.empty(len(recorded), *w.shape, dtype=w.dtype)
     points[0] = w
     slot = 1
     for step in range(1, config.steps + 1):
-        grad = loss.grad(w)
+        grad = loss.grad(w.T).T
         if blocks:
-            shifted = w[first:].clone()
-            for rows, local, kwargs in blocks:
-                shifted[local].add_(perturbation([grad[rows]], [w[rows]], batched=True, **kwargs)[0])
-            grad[first:] = loss.grad(shifted)
+            for rows, kwargs in blocks:
+                perturbation_(list(grad[:, rows]), list(w[:, rows]), batched=True, **kwargs)
+            grad[:, first:] = loss.grad((w[:, first:] + grad[:, first:]).T).T
         if buffer is None:
             w.add_(grad, alpha=-config.lr)
         else:
@@ -129,5 +130,5 @@ def simulate(loss: Loss2D, starts: Tensor, config: SimulationConfig, record_ever
         if slot < len(recorded) and recorded[slot] == step:
             points[slot] = w
             slot += 1
-    points = points.reshape(len(recorded), n_methods, n_starts, 2).transpose(0, 1)
+    points = points.reshape(len(recorded), 2, n_methods, n_starts).permute(2, 0, 3, 1)
     return Trajectories(config.methods, torch.tensor(recorded), points, loss.value(points))
