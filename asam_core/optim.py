@@ -188,11 +188,15 @@ class SAM(torch.optim.Optimizer):
         if params:
             layout = self._layout_for(params, kinds)
             layout.backup.copy_(layout.weights)
-            with_grad = [(view, w.grad) for view, w in zip(layout.scratch_views, params) if w.grad is not None]
-            if len(with_grad) < len(params):
+            grads = [w.grad for w in params]
+            if any(g is None for g in grads):
                 layout.scratch.zero_()
-            if with_grad:
-                torch._foreach_copy_(*map(list, zip(*with_grad)))
+                with_grad = [(view, g) for view, g in zip(layout.scratch_views, grads) if g is not None]
+                views, grads = [v for v, _ in with_grad], [g for _, g in with_grad]
+            else:
+                views = layout.scratch_views
+            if grads:
+                torch._foreach_copy_(views, grads)
             perturbation_(
                 layout.scratch_parts, layout.backup_parts, rho=self._shared("rho"), p=self._shared("p"),
                 kinds=layout.part_kinds, eta=self._shared("eta"), batched=self.batched,

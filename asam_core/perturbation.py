@@ -83,10 +83,9 @@ def _global_norm(tensors: Sequence[Tensor], ord: float, batched: bool) -> Tensor
     """The ord-norm of all tensors together: a scalar or, batched, one norm per batch element (B,).
 
     Batched 1-D tensors (one number per problem) enter the final norm as they are."""
-    if batched:
-        parts = [t if t.dim() == 1 else _norm_along(t.flatten(1), ord, 1) for t in tensors]
-    else:
-        parts = list(torch._foreach_norm(tensors, ord))
+    if not batched:
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors, ord)), ord)
+    parts = [t if t.dim() == 1 else _norm_along(t.flatten(1), ord, 1) for t in tensors]
     return parts[0].abs() if len(parts) == 1 else _norm_along(torch.stack(parts), ord, 0)
 
 
