@@ -3,7 +3,8 @@
 Prints, per device (CPU, and CUDA when present):
   * per-iteration time ratios SAM/SGD and ASAM/SGD (full training iterations, interleaved);
   * the time of perturbation + restore (first_step + restore) for asam_core and for a plain
-    per-parameter-loop reference written below, and their ratio;
+    per-parameter-loop reference written below, and their ratio: alone (blocks of back-to-back
+    calls, the two taking turns) and inside real training iterations (after each backward);
   * aten ops per first_step from the torch profiler: top-level ops (what Python dispatches)
     and all ops (on CPU, foreach kernels run a per-tensor fallback that shows as children).
 
@@ -20,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from asam_core import ASAM, SAM, sharpness_aware_step
+from asam_core import ASAM, SAM, frozen_batchnorm_stats, sharpness_aware_step
 from asam_core.train.models import build_model
 
 
@@ -61,6 +62,29 @@ def timed(fn: Callable[[], object], sync: Callable[[], None]) -> float:
     fn()
     sync()
     return time.perf_counter() - start
+
+
+def alternating_blocks(fns: dict[str, Callable[[], object]], sync: Callable[[], None], rounds: int, block: int) -> dict[str, list[float]]:
+    """Per function, the median call time of each of ``rounds`` blocks of ``block`` back-to-back calls;
+    the functions take turns block by block, so each runs in its own warm state and both see the same noise."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name].append(statistics.median(timed(fn, sync) for _ in range(block)))
+    return times
+
+
+def report(title: str, times: dict[str, list[float]]) -> None:
+    """Median and best time per implementation, and the loop reference / asam_core ratios."""
+    med = {k: statistics.median(v) for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items()}
+    print(f"  {title}")
+    for name in times:
+        print(f"    {name:15s} {med[name] * 1e3:7.2f} ms / {best[name] * 1e3:7.2f} ms")
+    print(f"    speed-up vs loop reference: {med['loop reference'] / med['asam_core']:.2f}x (median), "
+          f"{best['loop reference'] / best['asam_core']:.2f}x (best)")
 
 
 def count_ops(fn: Callable[[], object]) -> tuple[int, int]:
@@ -118,23 +142,32 @@ def bench(device: torch.device, rounds: int) -> None:
         loop.first_step()
         loop.restore()
 
-    perturb = {"asam_core": ours, "loop reference": reference}
-    ptimes: dict[str, list[float]] = {k: [] for k in perturb}
-    for fn in perturb.values():
-        fn()
-    for _ in range(rounds * 5):
-        for name, fn in perturb.items():
-            ptimes[name].append(timed(fn, sync))
-    pmed = {k: statistics.median(v) for k, v in ptimes.items()}
-    pmin = {k: min(v) for k, v in ptimes.items()}
-    n_tensors = sum(1 for p in model.parameters())
-    print(f"  perturbation + restore ({n_tensors} tensors), median / best of {rounds * 5}:")
-    for name in perturb:
-        print(f"    {name:15s} {pmed[name] * 1e3:7.2f} ms / {pmin[name] * 1e3:7.2f} ms")
-    print(
-        f"    speed-up vs loop reference: {pmed['loop reference'] / pmed['asam_core']:.2f}x (median), "
-        f"{pmin['loop reference'] / pmin['asam_core']:.2f}x (best)"
-    )
+    alone = alternating_blocks({"asam_core": ours, "loop reference": reference}, sync, rounds, block=20)
+    report(f"perturbation + restore alone ({sum(1 for _ in model.parameters())} tensors), "
+           f"alternating blocks of 20 calls, median / best of {rounds} blocks:", alone)
+
+    reference_model = build_model("resnet20", num_classes=10).to(device)
+    reference_model.load_state_dict(model.state_dict())
+    reference_loop = LoopASAM(reference_model)
+    reference_sgd = torch.optim.SGD(reference_model.parameters(), lr=0.01, momentum=0.9)
+    in_training = {"asam_core": [], "loop reference": []}
+    for _ in range(rounds):
+        for name, net, perturb, restore, optimizer in (
+            ("asam_core", model, asam.first_step, asam.restore, asam),
+            ("loop reference", reference_model, reference_loop.first_step, reference_loop.restore, reference_sgd),
+        ):
+            optimizer.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            spent = timed(perturb, sync)
+            optimizer.zero_grad()
+            with frozen_batchnorm_stats(net):
+                F.cross_entropy(net(x), y).backward()
+            spent += timed(restore, sync)
+            (asam.base_step if optimizer is asam else optimizer.step)()
+            in_training[name].append(spent)
+    report(f"the same inside ASAM training iterations (caches cold after each backward), median / best of {rounds}:",
+           in_training)
+
     for name, fn in [("asam_core first_step", asam.first_step), ("loop reference first_step", loop.first_step)]:
         top, total = count_ops(fn)
         print(f"  {name:27s} aten ops: {top:4d} top-level, {total:4d} in all")

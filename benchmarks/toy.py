@@ -71,12 +71,12 @@ def main() -> None:
     one_start = torch.tensor([[0.2, 0.05]], dtype=torch.float64)
     config = FIGURE3_CONFIG.model_copy(update=dict(steps=args.steps))
     single = best_of(lambda: simulate(loss, one_start, config), args.repeat)
-    g, w = loss.grad(one_start), one_start
+    g, w = list(loss.grad(one_start).T), list(one_start.T)  # w1 and w2 as two batched tensors, as simulate() does
 
     def perturbations_only() -> None:
         for _ in range(args.steps):
-            perturbation([g], [w], rho=config.rho, p=2.0, kinds="none", batched=True)
-            perturbation([g], [w], rho=config.rho, p=config.p, kinds="element", eta=config.eta, batched=True)
+            perturbation(g, w, rho=config.rho, p=2.0, kinds="none", batched=True)
+            perturbation(g, w, rho=config.rho, p=config.p, kinds="element", eta=config.eta, batched=True)
 
     floor = best_of(perturbations_only, args.repeat)
     print(f"\n3 optimizers x {args.steps} steps, one start:      {single}   (target < 100 ms)")
