@@ -9,7 +9,7 @@ One step for every method (gradient descent with optional heavy-ball momentum mu
     b  <- mu b + grad L(w + eps);   w <- w - lr b
 
 eps comes from asam_core.perturbation (batched: one norm per row), the same function the
-optimizers call.  All methods and starts are the columns of one (2, M·B) tensor.
+optimizers call.  All methods and starts are the rows of one (M·B, 2) tensor.
 """
 from __future__ import annotations
 
@@ -109,19 +109,19 @@ def simulate(loss: Loss2D, starts: Tensor, config: SimulationConfig, record_ever
     ]
     every = config.steps if record_every is None else record_every
     recorded = sorted(set(range(0, config.steps + 1, every)) | {config.steps})
-    # Coordinate-major (2, N): w[0] holds w1 and w[1] holds w2 of every row, so each coordinate
-    # is one contiguous tensor, as two parameter tensors of N independent problems.
-    w = starts.T.repeat(1, n_methods)
+    # (N, 2) stored column by column: w[:, 0] (every w1) and w[:, 1] (every w2) are contiguous,
+    # like two parameter tensors of N independent problems; the losses keep these strides.
+    w = starts.T.repeat(1, n_methods).T
     buffer = torch.zeros_like(w) if config.momentum else None
     points = torch.empty(len(recorded), *w.shape, dtype=w.dtype)
     points[0] = w
     slot = 1
     for step in range(1, config.steps + 1):
-        grad = loss.grad(w.T).T
+        grad = loss.grad(w)
         if blocks:
             for rows, kwargs in blocks:
-                perturbation_(list(grad[:, rows]), list(w[:, rows]), batched=True, **kwargs)
-            grad[:, first:] = loss.grad((w[:, first:] + grad[:, first:]).T).T
+                perturbation_(grad[rows].unbind(1), w[rows].unbind(1), batched=True, **kwargs)
+            grad[first:] = loss.grad(w[first:] + grad[first:])
         if buffer is None:
             w.add_(grad, alpha=-config.lr)
         else:
@@ -130,5 +130,5 @@ def simulate(loss: Loss2D, starts: Tensor, config: SimulationConfig, record_ever
         if slot < len(recorded) and recorded[slot] == step:
             points[slot] = w
             slot += 1
-    points = points.reshape(len(recorded), 2, n_methods, n_starts).permute(2, 0, 3, 1)
+    points = points.reshape(len(recorded), n_methods, n_starts, 2).transpose(0, 1)
     return Trajectories(config.methods, torch.tensor(recorded), points, loss.value(points))
