@@ -179,12 +179,13 @@ class SAM(torch.optim.Optimizer):
 
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> None:
-        """w <- w + eps (remembering w); params whose grad is None get eps = 0.
+        """w <- w + eps (remembering w) for every parameter that requires grad; one whose grad is
+        None gets eps = 0, and frozen ones (requires_grad=False) are left alone.
 
-        The first call moves the parameters into one contiguous buffer (see asam_core.flat),
+        The first call moves these parameters into one contiguous buffer (see asam_core.flat),
         so that w + eps and the restore are one op each."""
-        params = [w for group in self.param_groups for w in group["params"]]
-        kinds = [group["normalization"] for group in self.param_groups for _ in group["params"]]
+        trainable = [(w, group["normalization"]) for group in self.param_groups for w in group["params"] if w.requires_grad]
+        params, kinds = [w for w, _ in trainable], [k for _, k in trainable]
         if params:
             layout = self._layout_for(params, kinds)
             layout.backup.copy_(layout.weights)

@@ -80,15 +80,25 @@ def test_first_step_moves_by_eps_and_restore_is_bit_exact(cls, kwargs):
     assert all_equal(params_of(model), before)
 
 
-def test_params_without_grad_are_skipped():
+def test_frozen_params_and_params_without_grad_are_not_perturbed():
     model = small_net()
     frozen = model[0].weight
     frozen.requires_grad_(False)
+    unused = nn.Parameter(torch.randn(3, dtype=torch.float64))  # another dtype: kept out of the buffer
+    unused.requires_grad_(False)
+    idle = model[5].bias  # trainable, but this step leaves its grad None
     opt = ASAM.from_model(model, torch.optim.SGD, lr=0.1)
-    before = frozen.clone()
+    opt.add_param_group({"params": [unused]})
     x, y = batch()
-    sharpness_aware_step(opt, model, F.cross_entropy, x, y)
-    assert torch.equal(frozen, before)
+    F.cross_entropy(model(x), y).backward()
+    idle.grad = None
+    before = params_of(model)
+    opt.first_step()
+    assert torch.equal(frozen, before[0]) and torch.equal(idle, before[-1])
+    assert not all_equal(params_of(model), before), "the other parameters move to w + eps"
+    assert frozen.untyped_storage().data_ptr() != idle.untyped_storage().data_ptr()
+    opt.restore()
+    assert all_equal(params_of(model), before)
 
 
 def test_parameters_moved_into_one_buffer_keep_identity_values_and_memory_format():
