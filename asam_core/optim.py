@@ -189,15 +189,11 @@ class SAM(torch.optim.Optimizer):
         if params:
             layout = self._layout_for(params, kinds)
             layout.backup.copy_(layout.weights)
-            grads = [w.grad for w in params]
-            if any(g is None for g in grads):
+            with_grad = [(view, w.grad) for view, w in zip(layout.scratch_views, params) if w.grad is not None]
+            if len(with_grad) < len(params):
                 layout.scratch.zero_()
-                with_grad = [(view, g) for view, g in zip(layout.scratch_views, grads) if g is not None]
-                views, grads = [v for v, _ in with_grad], [g for _, g in with_grad]
-            else:
-                views = layout.scratch_views
-            if grads:
-                torch._foreach_copy_(views, grads)
+            if with_grad:
+                torch._foreach_copy_([view for view, _ in with_grad], [g for _, g in with_grad])
             perturbation_(
                 layout.scratch_parts, layout.backup_parts, rho=self._shared("rho"), p=self._shared("p"),
                 kinds=layout.part_kinds, eta=self._shared("eta"), batched=self.batched,
