@@ -179,3 +179,38 @@ def test_cuda_run_uses_channels_last_and_bf16_and_stays_finite(data_dir, tmp_pat
     assert result.status == "done" and all(math.isfinite(m.test_loss) for m in sink.epochs)
     weight = load_checkpoint(tmp_path / CHECKPOINT_NAME)["model"]["0.weight"]
     assert weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "is empty (0 bytes)"),
+    (None, "is truncated or not a checkpoint"),  # the first half of a real checkpoint
+    (b"not a checkpoint at all", "is truncated or not a checkpoint"),
+])
+def test_a_damaged_checkpoint_fails_the_resume_with_a_clear_reason(data_dir, tmp_path, content, reason):
+    config = tiny(data_dir, optimizer="sgd", epochs=2)
+    train(config, Recorder(stop_at_step=3), tmp_path)  # stops after epoch 1
+    path = tmp_path / CHECKPOINT_NAME
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2] if content is None else content)
+    result = train(config, Recorder(), tmp_path)
+    assert result.status == "failed" and result.reason.startswith("cannot resume: ") and reason in result.reason
+    assert "\n" not in result.reason and str(path) in result.reason
+
+
+def test_a_checkpoint_of_another_run_key_is_refused(data_dir, tmp_path):
+    config = tiny(data_dir, optimizer="sgd", epochs=2)
+    train(config, Recorder(stop_at_step=3), tmp_path, run_key="a" * 32)  # stops after epoch 1
+    result = train(config, Recorder(), tmp_path, run_key="b" * 32)
+    assert result.status == "failed" and "written by another run" in result.reason
+    resumed = Recorder()
+    assert train(config, resumed, tmp_path, run_key="a" * 32).status == "done"
+    assert [m.epoch for m in resumed.epochs] == [2]
+
+
+def test_a_failed_checkpoint_write_leaves_no_partial_file(tmp_path):
+    from asam_core.train.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / CHECKPOINT_NAME, {"epoch": 1})
+    with pytest.raises(Exception):  # pickling fails half-way through the write
+        save_checkpoint(tmp_path / CHECKPOINT_NAME, {"epoch": 2, "unpicklable": lambda: None})
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_NAME]
+    assert torch.load(tmp_path / CHECKPOINT_NAME)["epoch"] == 1

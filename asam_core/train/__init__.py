@@ -22,17 +22,30 @@ Contract for callers (the foreground CLI, the background worker, tests):
     The trajectory's epoch 0 (initial weights) is (0, 0) by construction and not reported.
     ``RunResult.status`` is "done", "cancelled" (should_stop) or "failed" (non-finite loss,
     missing or corrupt data, unusable checkpoint, CUDA missing), with ``reason``.
-"""
-from asam_core.train.config import PRESET_DESCRIPTIONS, PRESETS, RunConfig, format_validation_error
-from asam_core.train.loop import EpochMetrics, RunResult, TrainSink, train
 
-__all__ = [
-    "PRESETS",
-    "PRESET_DESCRIPTIONS",
-    "EpochMetrics",
-    "RunConfig",
-    "RunResult",
-    "TrainSink",
-    "format_validation_error",
-    "train",
-]
+The names load on first use (PEP 562): ``RunConfig`` does not import torch, ``train`` does.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "PRESETS": "asam_core.train.config",
+    "PRESET_DESCRIPTIONS": "asam_core.train.config",
+    "RunConfig": "asam_core.train.config",
+    "format_validation_error": "asam_core.train.config",
+    "EpochMetrics": "asam_core.train.metrics",
+    "RunResult": "asam_core.train.loop",
+    "TrainSink": "asam_core.train.loop",
+    "train": "asam_core.train.loop",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'asam_core.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from asam_core.train.models import ModelName
+from asam_core.train.model_names import ModelName
 
 OptimizerName = Literal["sgd", "sam", "asam"]
 

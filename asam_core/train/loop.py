@@ -11,7 +11,9 @@ Per epoch, in this order: metrics -> ``sink.on_epoch(metrics)`` -> checkpoint wr
 (``checkpoint_dir/checkpoint.pt``: model, optimizer incl. the base optimizer's momentum, scheduler,
 torch / CUDA / data-order RNG states, epoch).  With ``resume`` the last checkpoint is loaded and
 training continues at the next epoch, bit-identically on CPU to an uninterrupted run; a crash
-between on_epoch and the checkpoint makes that epoch run and be reported again.
+between on_epoch and the checkpoint makes that epoch run and be reported again.  A checkpoint
+that is empty, truncated, foreign (another ``run_key``) or from other settings fails the run
+with the reason; it is never half-used.
 """
 from __future__ import annotations
 
@@ -27,39 +29,15 @@ from torch import Tensor, nn
 
 from asam_core.optim import ASAM, SAM
 from asam_core.step import sharpness_aware_step
-from asam_core.train.checkpoint import load_checkpoint, save_checkpoint
+from asam_core.train.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from asam_core.train.config import RunConfig
 from asam_core.train.data import CifarData, DataUnavailable, load_cifar, steps_per_epoch, test_batches, train_batches
+from asam_core.train.metrics import EpochMetrics
 from asam_core.train.models import build_model
 from asam_core.train.trajectory import TrajectoryPlane, plane_seed
 
-CHECKPOINT_NAME = "checkpoint.pt"
 EVAL_BATCH_SIZE = 1000
 _DATA_SEED_OFFSET = 0x5EED  # the data-order generator is seeded with seed + this, apart from the init
-
-
-@dataclass(frozen=True)
-class EpochMetrics:
-    """What one epoch reports.  Accuracies are fractions in [0, 1].
-
-    train_loss / train_acc: mean over the epoch's steps of the training objective (cross-entropy
-    with label smoothing) and accuracy, both at w (the first pass), on augmented batches.
-    test_loss / test_acc: plain cross-entropy and accuracy on the test set; None on epochs
-    without evaluation (eval_every_epochs > 1).  lr: the learning rate of the epoch's last step.
-    seconds: wall time of the epoch (training and evaluation).  traj_x, traj_y: the weights'
-    coordinates in the run's trajectory plane (``asam_core.train.trajectory``); the initial
-    weights, "epoch 0", are (0, 0) by construction and are not reported.
-    """
-
-    epoch: int
-    train_loss: float
-    train_acc: float
-    test_loss: float | None
-    test_acc: float | None
-    lr: float
-    seconds: float
-    traj_x: float
-    traj_y: float
 
 
 @dataclass(frozen=True)
@@ -175,9 +153,10 @@ class Trainer:
         n = len(self.data.test_y)
         return loss_sum.item() / n, correct.item() / n
 
-    def state(self, epoch: int, metrics: EpochMetrics) -> dict:
+    def state(self, epoch: int, metrics: EpochMetrics, run_key: str | None) -> dict:
         return {
             "epoch": epoch,
+            "run_key": run_key,
             "config": self.config.training_identity(),
             "device_type": self.device.type,
             "model": self.model.state_dict(),
@@ -189,8 +168,10 @@ class Trainer:
             "metrics": asdict(metrics),
         }
 
-    def restore(self, state: dict) -> str | None:
-        """Load a checkpoint; returns why it cannot be used, or None."""
+    def restore(self, state: dict, run_key: str | None) -> str | None:
+        """Load a checkpoint written for ``run_key`` (None: any); returns why it cannot be used, or None."""
+        if run_key is not None and state.get("run_key") != run_key:
+            return f"it was written by another run (key {state.get('run_key')}), not by this one (key {run_key})"
         if state["config"] != self.config.training_identity():
             changed = sorted(k for k, v in self.config.training_identity().items() if state["config"].get(k) != v)
             return f"the checkpoint was written by a run with different settings ({', '.join(changed)})"
@@ -214,11 +195,14 @@ def _non_finite(loss_sum: Tensor, steps: int, step: int, epoch: int) -> tuple[fl
     return mean, f"training loss became {mean} (not finite) by step {step} (epoch {epoch}); training stopped"
 
 
-def train(config: RunConfig, sink: TrainSink, checkpoint_dir: Path, resume: bool = True) -> RunResult:
+def train(config: RunConfig, sink: TrainSink, checkpoint_dir: Path, resume: bool = True,
+          run_key: str | None = None) -> RunResult:
     """Train ``config`` reporting to ``sink``; see the module docstring for the contract.
 
-    Problems of the run itself (no data, non-finite loss, unusable checkpoint, CUDA missing)
-    return status "failed" with the reason; anything else propagates.
+    ``run_key`` is written into every checkpoint; with a key, a checkpoint written under another
+    key (or none) is refused rather than resumed.  Problems of the run itself (no data, non-finite
+    loss, unusable checkpoint, CUDA missing) return status "failed" with the reason; anything else
+    propagates (an OSError from a checkpoint write on a full disk, for one).
     """
     path = Path(checkpoint_dir) / CHECKPOINT_NAME
     try:
@@ -230,9 +214,12 @@ def train(config: RunConfig, sink: TrainSink, checkpoint_dir: Path, resume: bool
         return RunResult("failed", str(err), 0)
     run = Trainer(config, data, device)
     start, last = 0, None
-    state = load_checkpoint(path) if resume else None
+    try:
+        state = load_checkpoint(path) if resume else None
+    except CheckpointError as err:
+        return RunResult("failed", f"cannot resume: {err}", 0)
     if state is not None:
-        problem = run.restore(state)
+        problem = run.restore(state, run_key)
         if problem:
             return RunResult("failed", f"cannot resume from {path}: {problem}", 0)
         start, last = state["epoch"], EpochMetrics(**state["metrics"])
@@ -271,5 +258,5 @@ def train(config: RunConfig, sink: TrainSink, checkpoint_dir: Path, resume: bool
                             test_acc=test_acc, lr=run.last_lr, seconds=time.perf_counter() - began,
                             traj_x=traj_x, traj_y=traj_y)
         sink.on_epoch(last)
-        save_checkpoint(path, run.state(epoch, last))
+        save_checkpoint(path, run.state(epoch, last, run_key))
     return RunResult("done", f"trained {config.epochs} epochs", config.epochs, last)

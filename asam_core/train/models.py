@@ -13,15 +13,12 @@ small fast CNN for CPU and classroom runs.  All take (B, 3, 32, 32) and return l
 """
 from __future__ import annotations
 
-from typing import Callable, Literal, get_args
+from typing import Callable
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ModelName = Literal[
-    "small_cnn", "resnet20", "resnet32", "resnet56", "wrn16_8", "wrn28_2", "wrn28_10", "vgg16_bn", "vgg19_bn"
-]
-MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
+from asam_core.train.model_names import MODEL_NAMES, ModelName
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
