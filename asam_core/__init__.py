@@ -6,6 +6,8 @@ its command line) does not pay for importing torch.
 from __future__ import annotations
 
 import importlib
+import sys
+from types import ModuleType
 from typing import Any
 
 _EXPORTS = {
@@ -22,9 +24,22 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'asam_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+class _Package(ModuleType):
+    """Exported names win over submodules of the same name: ``asam_core.perturbation`` is the
+    function even after the submodule asam_core/perturbation.py was imported (the import system
+    sets a package attribute per loaded submodule; that assignment is ignored for exported names)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _EXPORTS and isinstance(value, ModuleType):
+            return
+        super().__setattr__(name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in _EXPORTS:
+            raise AttributeError(f"module 'asam_core' has no attribute {name!r}")
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        super().__setattr__(name, value)
+        return value
+
+
+sys.modules[__name__].__class__ = _Package
