@@ -27,14 +27,20 @@ the loss; it is called twice, at w and at w + eps.
 Storage: the first ``first_step()`` moves the parameters into one contiguous buffer (each
 stays the same ``nn.Parameter`` with the same values, shape and memory format; its ``.data``
 becomes a view of the buffer), so that w + eps and the restore are one op each.  Parameters
-re-homed later (``model.to(...)``) are noticed and moved again.
+re-homed later (``model.to(...)``) are noticed and moved again.  Building the buffer costs about
+700 small aten ops once; ``opt.compact()`` pays it up front, and ``compact=False`` leaves the
+parameters' storage alone (for code that holds on to it).
 
 Gradient clipping: clip after the second backward, before ``second_step()``.
 AMP: bf16 ``torch.autocast`` needs nothing special.  With an fp16 ``GradScaler`` scale both
 backwards (eps depends only on the gradient's direction, so scaled gradients give the same
-eps), then ``scaler.unscale_(opt.base_optimizer)`` if you clip, and
-``opt.second_step(scaler=scaler); scaler.update()``: the scaler skips the base step on
-inf/NaN gradients, and w is restored exactly either way.
+eps), then ``scaler.unscale_(opt)`` if you clip (the gradients are unscaled once: second_step
+does not unscale them again), and ``opt.second_step(scaler=scaler); scaler.update()``: the
+scaler skips the base step on inf/NaN gradients, and w is restored exactly either way.
+
+Gradient accumulation over k micro-batches: backward each micro-batch's loss / k at w, then
+``first_step(zero_grad=True)`` once (one perturbation from the accumulated gradient), backward
+each micro-batch's loss / k at w + eps, then ``second_step()``.
 """
 from __future__ import annotations
 
@@ -45,7 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from asam_core.flat import FlatLayout
-from asam_core.perturbation import check_hyperparameters, check_normalization, perturbation_
+from asam_core.perturbation import check_hyperparameters, check_normalization, normalization_kind, perturbation_
 
 SHARPNESS_KEYS = ("rho", "p", "eta", "normalization")
 
@@ -59,27 +65,19 @@ def param_groups_for(
 ) -> list[dict[str, Any]]:
     """Split a model's parameters into groups tagged with the normalization each gets.
 
-    Decided from the modules, not from parameter names: a module's ``bias`` is a bias
-    ("none" unless ``normalize_bias``); a convolution's ``weight`` gets "filter" when
-    ``normalization="filter"``; every other weight (Linear, BatchNorm, ...) gets
-    "element" whenever ``normalization`` is not "none" (the official ASAM rule: all
-    weights normalized, biases not).  Empty groups are left out.
+    Decided from the modules, not from parameter names: a module's ``bias`` is a bias; the
+    kind of every parameter follows ``asam_core.perturbation.normalization_kind`` (biases "none"
+    unless ``normalize_bias``; under "filter", weights of two or more dimensions (conv filters,
+    Linear rows) filter-wise and the rest element-wise).  Empty groups are left out.
     """
     check_normalization(normalization)
     groups: dict[str, list[nn.Parameter]] = {"none": [], "element": [], "filter": []}
     seen: set[int] = set()
     for module in model.modules():
         for param in module.parameters(recurse=False):
-            if id(param) in seen:
-                continue
-            seen.add(id(param))
-            if normalization == "none" or (_is_bias(module, param) and not normalize_bias):
-                kind = "none"
-            elif normalization == "filter" and isinstance(module, nn.modules.conv._ConvNd) and param is module.weight:
-                kind = "filter"
-            else:
-                kind = "element"
-            groups[kind].append(param)
+            if id(param) not in seen:
+                seen.add(id(param))
+                groups[normalization_kind(param, _is_bias(module, param), normalization, normalize_bias)].append(param)
     return [{"params": ps, "normalization": kind} for kind, ps in groups.items() if ps]
 
 
@@ -105,8 +103,10 @@ class SAM(torch.optim.Optimizer):
     (ASAM's T_w offset), normalization for groups that do not set it (rho, eta and
     normalization default to the class's ``defaults_for_class``), batched (every
     tensor's leading dimension indexes independent models, each with its own norm, as in
-    ``perturbation(batched=True)``), and the base optimizer's own keyword arguments
-    (lr, momentum, weight_decay, ...).
+    ``perturbation(batched=True)``), compact (the first ``first_step()`` moves the parameters
+    into one contiguous buffer, see the module docstring; False keeps their storage, at the price
+    of a few foreach ops per step; ``compact()`` builds the buffer at once), and the base
+    optimizer's own keyword arguments (lr, momentum, weight_decay, ...).
     """
 
     defaults_for_class: dict[str, Any] = dict(rho=0.05, eta=0.0, normalization="none")
@@ -121,6 +121,7 @@ class SAM(torch.optim.Optimizer):
         eta: float | None = None,
         normalization: str | None = None,
         batched: bool = False,
+        compact: bool = True,
         **base_kwargs: Any,
     ) -> None:
         if not (isinstance(base_optimizer, type) and issubclass(base_optimizer, torch.optim.Optimizer)):
@@ -142,6 +143,8 @@ class SAM(torch.optim.Optimizer):
         self.param_groups = self.base_optimizer.param_groups
         self.defaults.update(self.base_optimizer.defaults)
         self.batched = batched
+        self.compacting = compact
+        self._stepping_for_scaler = False
         self._perturbed: bool | None = None
         self._layout: FlatLayout | None = None
 
@@ -184,11 +187,10 @@ class SAM(torch.optim.Optimizer):
 
         The first call moves these parameters into one contiguous buffer (see asam_core.flat),
         so that w + eps and the restore are one op each."""
-        trainable = [(w, group["normalization"]) for group in self.param_groups for w in group["params"] if w.requires_grad]
-        params, kinds = [w for w, _ in trainable], [k for _, k in trainable]
+        params, kinds = self._trainable()
         if params:
             layout = self._layout_for(params, kinds)
-            layout.backup.copy_(layout.weights)
+            layout.save()
             with_grad = [(view, w.grad) for view, w in zip(layout.scratch_views, params) if w.grad is not None]
             if len(with_grad) < len(params):
                 layout.scratch.zero_()
@@ -198,15 +200,29 @@ class SAM(torch.optim.Optimizer):
                 layout.scratch_parts, layout.backup_parts, rho=self._shared("rho"), p=self._shared("p"),
                 kinds=layout.part_kinds, eta=self._shared("eta"), batched=self.batched,
             )
-            layout.weights.add_(layout.scratch)
+            layout.add_scratch()
         self._perturbed = bool(params)
         if zero_grad:
             self.zero_grad()
 
     def _layout_for(self, params: list[Tensor], kinds: list[str]) -> FlatLayout:
         if self._layout is None or self._layout.key != FlatLayout.key_for(params, kinds):
-            self._layout = FlatLayout(params, kinds, self.batched)
+            self._layout = FlatLayout(params, kinds, self.batched, owns_storage=self.compacting)
         return self._layout
+
+    def _trainable(self) -> tuple[list[Tensor], list[str]]:
+        pairs = [(w, group["normalization"]) for group in self.param_groups for w in group["params"] if w.requires_grad]
+        return [w for w, _ in pairs], [k for _, k in pairs]
+
+    @torch.no_grad()
+    def compact(self) -> "SAM":
+        """Move the trainable parameters into the optimizer's contiguous buffer now (instead of at
+        the first ``first_step()``), and keep them there from then on; returns the optimizer."""
+        self.compacting = True
+        params, kinds = self._trainable()
+        if params:
+            self._layout_for(params, kinds)
+        return self
 
     @torch.no_grad()
     def restore(self) -> None:
@@ -214,7 +230,7 @@ class SAM(torch.optim.Optimizer):
         if self._perturbed is None:
             raise RuntimeError("restore()/second_step() called without a preceding first_step()")
         if self._perturbed:
-            self._layout.weights.copy_(self._layout.backup)
+            self._layout.restore()
         self._perturbed = None
 
     @torch.no_grad()
@@ -226,17 +242,27 @@ class SAM(torch.optim.Optimizer):
             self.zero_grad()
 
     def base_step(self, scaler: torch.amp.GradScaler | None = None) -> None:
-        """The base optimizer's step with the gradients now in .grad (through ``scaler`` if given)."""
+        """The base optimizer's step with the gradients now in .grad; with ``scaler`` it goes through
+        ``scaler.step(self)``, which unscales the gradients unless ``scaler.unscale_(self)`` already
+        did this iteration, and skips the step when they hold inf/NaN."""
         if scaler is None:
             self.base_optimizer.step()
         else:
-            scaler.step(self.base_optimizer)
+            self._stepping_for_scaler = True
+            try:
+                scaler.step(self)
+            finally:
+                self._stepping_for_scaler = False
         # LR schedulers watch this flag to check that the optimizer stepped before them.
         self._opt_called = True
 
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:  # type: ignore[override]
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:  # type: ignore[override]
         """Full update with ``closure`` (zero grads, forward, backward, return loss), called at
-        w and at w + eps.  Returns the loss at w."""
+        w and at w + eps; returns the loss at w.  Called as ``step(closure)`` or
+        ``step(closure=closure)``, the way PyTorch Lightning's automatic optimization and HF
+        accelerate call an optimizer."""
+        if self._stepping_for_scaler:
+            return self.base_optimizer.step()
         if closure is None:
             raise RuntimeError(
                 f"{type(self).__name__}.step needs a closure (it evaluates the loss twice); "

@@ -44,6 +44,22 @@ def check_normalization(normalization: str) -> None:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
 
 
+def normalization_kind(param: Tensor, is_bias: bool, normalization: str, normalize_bias: bool = False) -> str:
+    """The one rule for the T_w a parameter gets under a model-wide ``normalization``.
+
+    "none" for every parameter when normalization is "none", and for biases unless
+    ``normalize_bias``; "filter" for weights of two or more dimensions (conv filters, Linear
+    rows: one norm per output unit) when normalization is "filter"; "element" for the rest
+    (BatchNorm weights, and normalized biases).
+    """
+    check_normalization(normalization)
+    if normalization == "none" or (is_bias and not normalize_bias):
+        return "none"
+    if normalization == "filter" and not is_bias and param.dim() >= 2:
+        return "filter"
+    return "element"
+
+
 def normalization_operator(
     params: Sequence[Tensor], kinds: Sequence[str], eta: float, batched: bool = False
 ) -> list[Tensor | None]:

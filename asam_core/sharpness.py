@@ -9,7 +9,8 @@
     hessian_top_eigenvalue   power iteration with Hessian-vector products (SAM paper, 4.2).
 
 "Filter" on a fully connected layer means one row of its weight matrix (the incoming weights
-of one output unit), the analogue of a convolution's output filter.  Per-row norms scale with
+of one output unit), the analogue of a convolution's output filter: the one rule of
+``asam_core.perturbation.normalization_kind``, which the optimizers use too.  Per-row norms scale with
 a unit's incoming weights, so filter-wise adaptive sharpness is invariant to any rescaling
 that multiplies every weight row by one factor: node-wise rescaling with one factor per layer
 (the page's slider).  Element-wise adaptive sharpness is invariant to any node-wise rescaling.
@@ -69,18 +70,10 @@ def _measuring(model: nn.Module) -> Iterator[list[Tensor]]:
 
 
 def region_parameters(model: nn.Module, normalization: str | None, normalize_bias: bool) -> tuple[list[Tensor], list[str]]:
-    """Trainable parameters and their normalization; "filter" on any weight with >= 2 dims (rows of a Linear)."""
-    base = "none" if normalization in (None, "none") else "element"
-    if normalization not in (None, "none", "element", "filter"):
-        raise ValueError(f"normalization must be None, 'element' or 'filter', got {normalization!r}")
-    params, kinds = [], []
-    for group in param_groups_for(model, base, normalize_bias):
-        for w in group["params"]:
-            if w.requires_grad:
-                kind = group["normalization"]
-                params.append(w)
-                kinds.append("filter" if normalization == "filter" and kind == "element" and w.dim() >= 2 else kind)
-    return params, kinds
+    """Trainable parameters and their normalization, by the optimizer's rule (``param_groups_for``)."""
+    groups = param_groups_for(model, normalization or "none", normalize_bias)
+    pairs = [(w, group["normalization"]) for group in groups for w in group["params"] if w.requires_grad]
+    return [w for w, _ in pairs], [kind for _, kind in pairs]
 
 
 def _mean_loss(model: nn.Module, loss_fn: LossFn, batches: Sequence[tuple[Tensor, Tensor]]) -> Tensor:

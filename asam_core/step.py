@@ -3,7 +3,9 @@
 With m = None the whole batch is one chunk (plain SAM/ASAM).  With m, the batch is split into
 chunks of m examples; each chunk gets its own perturbation eps_k from its own gradient, and
 the gradients at w + eps_k are averaged (weighted by chunk size) before one base step.
-BatchNorm running statistics are updated by the first pass only.
+BatchNorm running statistics are updated by the first pass only.  Only trainable parameters
+(requires_grad) take part; one that no chunk gave a gradient keeps ``grad = None``, so weight
+decay and momentum leave frozen and unused parameters where they are.
 """
 from __future__ import annotations
 
@@ -34,8 +36,8 @@ def sharpness_aware_step(
         raise ValueError(f"m must be a positive number of examples per chunk, got {m!r}")
     n = len(inputs)
     chunks = list(zip(inputs.split(m or n), targets.split(m or n)))
-    params = [w for group in optimizer.param_groups for w in group["params"]]
-    summed: list[Tensor] | None = None
+    trainable = [w for group in optimizer.param_groups for w in group["params"] if w.requires_grad]
+    summed: list[Tensor | None] = [None] * len(trainable)
     loss_at_w = torch.zeros((), device=inputs.device)
     for x, y in chunks:
         optimizer.zero_grad(set_to_none=True)
@@ -52,13 +54,21 @@ def sharpness_aware_step(
             optimizer.second_step()
             return loss_at_w
         optimizer.restore()
-        with torch.no_grad():
-            grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in params]
-            if summed is None:
-                summed = torch._foreach_mul(grads, len(x) / n)
-            else:
-                torch._foreach_add_(summed, grads, alpha=len(x) / n)
-    for w, g in zip(params, summed):
+        _accumulate_(summed, [w.grad for w in trainable], len(x) / n)
+    for w, g in zip(trainable, summed):
         w.grad = g
     optimizer.base_step()
     return loss_at_w
+
+
+@torch.no_grad()
+def _accumulate_(summed: list[Tensor | None], grads: list[Tensor | None], weight: float) -> None:
+    """summed[i] += weight * grads[i] where grads[i] exists (starting from None: a parameter that
+    no chunk gave a gradient keeps grad None, so the base optimizer leaves it alone)."""
+    new = [i for i, g in enumerate(grads) if g is not None and summed[i] is None]
+    old = [i for i, g in enumerate(grads) if g is not None and summed[i] is not None]
+    if new:
+        for i, g in zip(new, torch._foreach_mul([grads[i] for i in new], weight)):
+            summed[i] = g
+    if old:
+        torch._foreach_add_([summed[i] for i in old], [grads[i] for i in old], alpha=weight)
