@@ -9,6 +9,7 @@ decay and momentum leave frozen and unused parameters where they are.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import torch
@@ -27,11 +28,18 @@ def sharpness_aware_step(
     targets: Tensor,
     m: int | None = None,
     on_first_pass: Callable[[Tensor, Tensor], None] | None = None,
+    sync_perturbation: bool = False,
 ) -> Tensor:
     """One update of ``optimizer`` on (inputs, targets); returns the mean loss at w (detached).
 
     ``on_first_pass(outputs, targets)``, if given, sees each chunk's detached outputs at w
-    (e.g. to count training accuracy without another forward pass)."""
+    (e.g. to count training accuracy without another forward pass).
+
+    Data-parallel models (anything with ``no_sync()``: DistributedDataParallel, FSDP): by default
+    the first backward runs under ``model.no_sync()``, so every replica perturbs with its own
+    gradient (the SAM paper's m-sharpness with m = the per-replica batch) and only the gradient
+    at w + eps is averaged; ``sync_perturbation=True`` averages the first gradient too (one
+    perturbation from the whole global batch)."""
     if m is not None and m < 1:
         raise ValueError(f"m must be a positive number of examples per chunk, got {m!r}")
     n = len(inputs)
@@ -39,13 +47,16 @@ def sharpness_aware_step(
     trainable = [w for group in optimizer.param_groups for w in group["params"] if w.requires_grad]
     summed: list[Tensor | None] = [None] * len(trainable)
     loss_at_w = torch.zeros((), device=inputs.device)
+    local = not sync_perturbation and hasattr(model, "no_sync")
     for x, y in chunks:
+        first_pass_sync = model.no_sync() if local else contextlib.nullcontext()
         optimizer.zero_grad(set_to_none=True)
-        outputs = model(x)
-        loss = loss_fn(outputs, y)
-        if on_first_pass is not None:
-            on_first_pass(outputs.detach(), y)
-        loss.backward()
+        with first_pass_sync:
+            outputs = model(x)
+            loss = loss_fn(outputs, y)
+            if on_first_pass is not None:
+                on_first_pass(outputs.detach(), y)
+            loss.backward()
         loss_at_w += loss.detach() * (len(x) / n)
         optimizer.first_step(zero_grad=True)
         with frozen_batchnorm_stats(model):
