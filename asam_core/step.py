@@ -83,3 +83,26 @@ def _accumulate_(summed: list[Tensor | None], grads: list[Tensor | None], weight
             summed[i] = g
     if old:
         torch._foreach_add_([summed[i] for i in old], [grads[i] for i in old], alpha=weight)
+
+
+def training_step(
+    optimizer: torch.optim.Optimizer,
+    model: nn.Module,
+    loss_fn: LossFn,
+    inputs: Tensor,
+    targets: Tensor,
+    m: int | None = None,
+    on_first_pass: Callable[[Tensor, Tensor], None] | None = None,
+) -> Tensor:
+    """One update by any registry method (asam_core.methods): ``sharpness_aware_step`` for SAM-family
+    optimizers, else one plain step of the optimizer (m is then unused).  Returns the loss at w."""
+    if isinstance(optimizer, SAM):
+        return sharpness_aware_step(optimizer, model, loss_fn, inputs, targets, m, on_first_pass)
+    optimizer.zero_grad(set_to_none=True)
+    outputs = model(inputs)
+    loss = loss_fn(outputs, targets)
+    if on_first_pass is not None:
+        on_first_pass(outputs.detach(), targets)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()

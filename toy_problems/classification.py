@@ -20,11 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from asam_core.optim import ASAM, SAM
-from asam_core.step import sharpness_aware_step
+from asam_core.methods import METHODS, method
+from asam_core.step import training_step
 
 DATASETS = ("spirals", "moons", "circles")
-OPTIMIZERS = ("SGD", "SAM", "ASAM")
+OPTIMIZERS = tuple(entry.title for entry in METHODS.values())
 METRICS = ("train_acc", "test_acc", "train_loss", "flipped_fit")
 _DATA, _FLIPS, _INIT = 0, 1, 2
 
@@ -180,10 +180,14 @@ class ClassifierConfig(BaseModel):
     rho_asam: float = Field(0.5, ge=0.0, le=50.0)
     eta: float = Field(0.01, ge=0.0, le=1.0)
     p: float = Field(2.0, gt=1.0)
-    optimizers: tuple[Literal["SGD", "SAM", "ASAM"], ...] = OPTIMIZERS
+    optimizers: tuple[Literal[OPTIMIZERS], ...] = OPTIMIZERS
     evals: int = Field(41, ge=2, le=1000, description="metric points over training, first and last included")
     snapshots: int = Field(5, ge=1, le=50, description="decision grids over training, last included")
     resolution: int = Field(80, ge=8, le=400, description="decision grid points per axis")
+
+    def rho_of(self, key: str) -> float:
+        """rho of the registry method ``key``: the page's SAM and ASAM controls, the registry's default otherwise."""
+        return {"sam": self.rho_sam, "asam": self.rho_asam}.get(key, METHODS[key].default_rho("cifar10"))
 
 
 @dataclass
@@ -235,28 +239,11 @@ class ClassifierRun:
 
 
 def make_optimizer(name: str, model: MLP, config: ClassifierConfig) -> torch.optim.Optimizer:
-    """SGD (with momentum) for "SGD"; SAM / ASAM around the same SGD, built from the model so
-    biases stay unnormalized, each member perturbed on its own (batched)."""
-    sgd = dict(lr=config.lr, momentum=config.momentum)
-    if name == "SGD":
-        return torch.optim.SGD(model.parameters(), **sgd)
-    if name == "SAM":
-        return SAM.from_model(model, torch.optim.SGD, rho=config.rho_sam, p=config.p, batched=True, **sgd)
-    if name == "ASAM":
-        return ASAM.from_model(
-            model, torch.optim.SGD, rho=config.rho_asam, p=config.p, eta=config.eta, batched=True, **sgd
-        )
-    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
-
-
-def train_step(optimizer: torch.optim.Optimizer, model: MLP, x: Tensor, y: Tensor) -> None:
-    """One full-batch step: sharpness_aware_step for SAM / ASAM, a plain step otherwise."""
-    if isinstance(optimizer, SAM):
-        sharpness_aware_step(optimizer, model, ensemble_loss, x, y)
-        return
-    optimizer.zero_grad(set_to_none=True)
-    ensemble_loss(model(x), y).backward()
-    optimizer.step()
+    """The registry's method ``name`` (a title such as "ASAM", asam_core.methods) around SGD with
+    momentum, built from the model so biases stay unnormalized, each member perturbed on its own."""
+    entry = method(name)
+    return entry.build(model, torch.optim.SGD, rho=config.rho_of(entry.key), p=config.p, eta=config.eta,
+                       batched=True, lr=config.lr, momentum=config.momentum)
 
 
 @torch.no_grad()
@@ -327,7 +314,7 @@ def _train(config: ClassifierConfig, progress: Callable[[int, int], None] | None
         if step == config.steps:
             break
         for name, model in models.items():
-            train_step(optimizers[name], model, data.x_train, data.y_train)
+            training_step(optimizers[name], model, ensemble_loss, data.x_train, data.y_train)
         for scheduler in schedulers:
             scheduler.step()
         if progress is not None and (step + 1) % report_every == 0:

@@ -21,11 +21,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor
 
+from asam_core.methods import METHODS as REGISTRY
 from asam_core.perturbation import perturbation_
 from toy_problems.losses import Loss2D
 
-Method = Literal["sgd", "sam", "asam"]
-METHODS: tuple[Method, ...] = ("sgd", "sam", "asam")
+Method = Literal[tuple(REGISTRY)]  # the keys of asam_core.methods.METHODS
+# Canonical row order: plain methods (no perturbation) first, then the sharpness-aware ones.
+METHODS: tuple[Method, ...] = tuple(sorted(REGISTRY, key=lambda key: REGISTRY[key].sharpness_aware))
 
 
 class SimulationConfig(BaseModel):
@@ -80,10 +82,11 @@ class Trajectories:
 
 
 def _region_arguments(config: SimulationConfig) -> dict[Method, dict[str, Any]]:
-    """perturbation() keyword arguments of each sharpness-aware method (SAM: p = 2, T = I)."""
+    """perturbation() keyword arguments of each sharpness-aware method: the toy's p is the adaptive
+    methods' p; SAM keeps the paper's Euclidean ball (p = 2, T = I)."""
     return {
-        "sam": dict(rho=config.rho, p=2.0, kinds="none"),
-        "asam": dict(rho=config.rho, p=config.p, kinds="element", eta=config.eta),
+        key: REGISTRY[key].perturbation_arguments(config.rho, config.p if REGISTRY[key].adaptive else 2.0, config.eta)
+        for key in config.methods if REGISTRY[key].sharpness_aware
     }
 
 
@@ -100,12 +103,11 @@ def simulate(loss: Loss2D, starts: Tensor, config: SimulationConfig, record_ever
     if record_every is not None and record_every < 1:
         raise ValueError(f"record_every must be >= 1 or None, got {record_every!r}")
     n_methods, n_starts = len(config.methods), len(starts)
-    # Rows: one block of n_starts per method, SGD first; the sharpness-aware rows follow it.
-    first = n_starts if "sgd" in config.methods else 0
+    # Rows: one block of n_starts per method, plain methods first; the sharpness-aware rows follow.
     arguments = _region_arguments(config)
+    first = (n_methods - len(arguments)) * n_starts
     blocks = [
-        (slice(first + i * n_starts, first + (i + 1) * n_starts), arguments[m])
-        for i, m in enumerate(m for m in config.methods if m != "sgd")
+        (slice(first + i * n_starts, first + (i + 1) * n_starts), kwargs) for i, kwargs in enumerate(arguments.values())
     ]
     every = config.steps if record_every is None else record_every
     recorded = sorted(set(range(0, config.steps + 1, every)) | {config.steps})

@@ -17,15 +17,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from asam_core.methods import METHODS
 from asam_core.train.model_names import ModelName
 
-OptimizerName = Literal["sgd", "sam", "asam"]
-
-# (dataset, optimizer) -> rho, from the paper's Section 5.2.
-PAPER_RHO: dict[tuple[str, str], float] = {
-    ("cifar10", "sam"): 0.05, ("cifar10", "asam"): 0.5,
-    ("cifar100", "sam"): 0.1, ("cifar100", "asam"): 1.0,
-}
+OptimizerName = Literal[tuple(METHODS)]  # the registry's keys (asam_core.methods)
 
 # Fields that change what is reported or where data is read from, not what is trained: a run
 # may be resumed with different values of these.
@@ -33,13 +28,13 @@ REPORTING_FIELDS = frozenset({"label", "data_dir", "download", "log_every_steps"
 
 
 def paper_rho(dataset: str, optimizer: str) -> float:
-    """The paper's rho for SAM / ASAM on CIFAR-10 / CIFAR-100 (0 for SGD, which has none)."""
-    return PAPER_RHO.get((dataset, optimizer), 0.0)
+    """The paper's rho of ``optimizer`` on ``dataset`` (asam_core.methods; 0 for methods without a region)."""
+    return METHODS[optimizer].default_rho(dataset)
 
 
 def default_normalization(optimizer: str) -> str:
-    """T_w of each optimizer unless set: "element" for ASAM, "none" (T_w = I) otherwise."""
-    return "element" if optimizer == "asam" else "none"
+    """T_w of ``optimizer`` unless set (asam_core.methods): "element" for ASAM, "none" for SAM and SGD."""
+    return METHODS[optimizer].normalization
 
 
 class RunConfig(BaseModel):
@@ -56,7 +51,7 @@ class RunConfig(BaseModel):
     noise_seed: int = Field(0, ge=0, description="seed of the label noise")
     augment: bool = Field(True, description="random crop (4-pixel padding) and horizontal flip")
     model: ModelName = Field("resnet20", description="network architecture")
-    optimizer: OptimizerName = Field("asam", description="sgd (plain base step), sam or asam")
+    optimizer: OptimizerName = Field("asam", description=f"training method: {', '.join(METHODS)} (asam_core.methods)")
     rho: float | None = Field(None, ge=0, description="radius of the maximization region")
     eta: float = Field(0.01, ge=0, description="ASAM offset in T_w = diag(|w| + eta)")
     p: float = Field(2.0, gt=1, allow_inf_nan=True, description="norm of the region: 2, inf or any p > 1")
@@ -147,7 +142,7 @@ def format_validation_error(err: ValidationError) -> str:
 
 
 def _triple(**common: Any) -> list[RunConfig]:
-    return [RunConfig(label=name.upper(), optimizer=name, **common) for name in ("sgd", "sam", "asam")]
+    return [RunConfig(label=METHODS[name].title, optimizer=name, **common) for name in ("sgd", "sam", "asam")]
 
 
 CLASSROOM_QUICK = "Classroom quick"

@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asam_core.optim import ASAM, SAM
-from asam_core.step import sharpness_aware_step
+from asam_core.methods import METHODS
+from asam_core.optim import SAM
+from asam_core.step import training_step
 from asam_core.train.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from asam_core.train.config import RunConfig
 from asam_core.train.data import CifarData, DataUnavailable, load_cifar, steps_per_epoch, test_batches, train_batches
@@ -74,13 +75,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD for "sgd"; SAM / ASAM over ``param_groups_for(model, ...)`` around SGD otherwise."""
-    base = dict(lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.nesterov)
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), **base)
-    cls = ASAM if config.optimizer == "asam" else SAM
-    return cls.from_model(model, torch.optim.SGD, normalization=config.normalization,
-                          normalize_bias=config.normalize_bias, rho=config.rho, p=config.p, eta=config.eta, **base)
+    """The registry's optimizer for ``config.optimizer`` (asam_core.methods) around SGD."""
+    return METHODS[config.optimizer].build(
+        model, torch.optim.SGD, rho=config.rho, p=config.p, eta=config.eta, normalization=config.normalization,
+        normalize_bias=config.normalize_bias, lr=config.lr, momentum=config.momentum,
+        weight_decay=config.weight_decay, nesterov=config.nesterov)
 
 
 class _Autocast(nn.Module):
@@ -126,16 +125,7 @@ class Trainer:
     def step(self, x: Tensor, y: Tensor, count: Callable[[Tensor, Tensor], None]) -> Tensor:
         """One update; returns the training loss at w (detached)."""
         self.last_lr = self.base.param_groups[0]["lr"]
-        x = self.layout(x)
-        if isinstance(self.optimizer, SAM):
-            loss = sharpness_aware_step(self.optimizer, self.forward, self.loss_fn, x, y, self.config.m, count)
-        else:
-            outputs = self.forward(x)
-            loss = self.loss_fn(outputs, y)
-            count(outputs.detach(), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+        loss = training_step(self.optimizer, self.forward, self.loss_fn, self.layout(x), y, self.config.m, count)
         self.scheduler.step()
         return loss.detach()
 
