@@ -1,5 +1,6 @@
 """The run store: atomic claims, leases that fence out a worker that lost its run, idempotent
-epochs, cancel, orphan requeue, configs validated on the way in and out.  No training here."""
+epochs, cancel, orphan requeue with capped attempts, retry, quarantine of invalid rows, run keys
+and their folders, gc, schema migration, faults as one-line StoreErrors.  No training here."""
 from __future__ import annotations
 
 import sqlite3
@@ -13,7 +14,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from asam_core.runs.store import METRIC_FIELDS, RunStore, UnknownRun, this_host
+from asam_core.runs.store import METRIC_FIELDS, RunStore, StoreError, StoreGone, UnknownRun, this_host
 from asam_core.train.config import RunConfig
 
 HOST = this_host()
@@ -45,12 +46,39 @@ def test_submit_round_trips_the_config_and_starts_queued(store):
     assert [r.id for r in store.list_runs(["queued"])] == [run_id, run_id + 1]
 
 
-def test_a_stored_config_that_no_longer_validates_is_reported_by_run_and_field(store):
-    run_id = store.submit(RunConfig(), "ada")
+def _break_config(store: RunStore, run_id: int) -> None:
     with sqlite3.connect(store.db_path) as con:
         con.execute("UPDATE runs SET config = json_set(config, '$.epochs', 0) WHERE id = ?", (run_id,))
-    with pytest.raises(ValueError, match=rf"run {run_id}: the stored config .*: epochs: must be >= 1 \(got 0\)"):
-        store.get(run_id)
+
+
+def test_a_row_whose_config_no_longer_validates_is_quarantined_when_first_read(store):
+    bad, good = store.submit(RunConfig(), "ada"), store.submit(RunConfig(seed=1), "ada")
+    _break_config(store, bad)
+    runs = store.list_runs()
+    assert [(r.id, r.status) for r in runs] == [(bad, "failed"), (good, "queued")]
+    assert runs[0].config is None and runs[0].progress == 0.0
+    assert runs[0].error.startswith("quarantined: the stored config is no longer a valid RunConfig: epochs: must be >= 1")
+    assert store.counts()["failed"] == 1  # written back, not only shown
+    assert store.get(bad).error == runs[0].error
+    with pytest.raises(ValueError, match="cannot be retried.*submit a new run"):
+        store.retry(bad)
+
+
+def test_claim_quarantines_invalid_rows_before_it_commits_and_takes_the_next(store):
+    bad, good = store.submit(RunConfig(), "ada"), store.submit(RunConfig(seed=1), "ada")
+    _break_config(store, bad)
+    claim = store.claim(1, HOST)
+    assert claim.run.id == good
+    with sqlite3.connect(store.db_path) as con:
+        assert con.execute("SELECT status, lease FROM runs WHERE id = ?", (bad,)).fetchone() == ("failed", None)
+
+
+def test_owner_is_checked(store):
+    with pytest.raises(ValueError, match="owner: must have at most 100 characters"):
+        store.submit(RunConfig(), "x" * 101)
+    with pytest.raises(ValueError, match="owner: must not contain control characters"):
+        store.submit(RunConfig(), "ada\x00")
+    assert store.list_runs() == []
 
 
 def test_unknown_run_is_a_clear_error(store):
@@ -58,6 +86,8 @@ def test_unknown_run_is_a_clear_error(store):
         store.get(7)
     with pytest.raises(UnknownRun, match="no run with id 7"):
         store.request_cancel(7)
+    with pytest.raises(UnknownRun, match=r"ids are below 2\*\*63"):
+        store.get(2**64)
 
 
 def test_claim_takes_the_oldest_queued_run_once(store):
@@ -105,7 +135,7 @@ def test_step_losses_and_progress(store):
     claim = store.claim(1, HOST)
     assert store.record_steps(claim.lease, [(5, 2.0), (10, 1.5)], total_steps=40)
     assert store.record_steps(claim.lease, [(10, 1.4), (15, 1.2)], total_steps=40)
-    assert store.step_losses(run_id) == [(5, 2.0), (10, 1.4), (15, 1.2)]
+    assert store.step_losses([run_id]) == [(run_id, 5, 2.0), (run_id, 10, 1.4), (run_id, 15, 1.2)]
     assert store.get(run_id).progress == pytest.approx(15 / 40)
     assert store.finish(claim.lease, "done")
     assert store.get(run_id).progress == 1.0
@@ -174,6 +204,149 @@ def test_live_workers_are_registered_alive_and_fresh(store, dead_pid):
     assert sorted(store.live_workers(HOST)) == [(1, HOST), (12345, "another-host")]
     store.unregister_worker(1, HOST)
     assert store.live_workers(HOST, stale_after=-1) == []
+
+
+def test_a_run_whose_process_dies_is_requeued_until_max_attempts_then_failed(store):
+    run_id = store.submit(RunConfig(), "ada")
+    behind = store.submit(RunConfig(seed=1), "ada")
+    assert store.settings() == {"max_attempts": 2, "keep_final_weights": False}
+    first = store.claim(1, HOST)
+    assert store.requeue_or_fail(first.lease, "killed by signal 9") == "queued"
+    assert store.get(run_id).error == "killed by signal 9 (attempt 1 of 2)"
+    second = store.claim(1, HOST)
+    assert second.run.id == run_id
+    assert store.requeue_or_fail(second.lease, "killed by signal 9") == "failed"
+    run = store.get(run_id)
+    assert (run.status, run.error) == ("failed", "killed by signal 9 (attempt 2 of 2: giving up)")
+    assert store.claim(1, HOST).run.id == behind  # the queue moves on
+
+
+def test_a_transient_release_uses_no_attempt_and_holds_the_run_back(store):
+    run_id = store.submit(RunConfig(), "ada")
+    claim = store.claim(1, HOST)
+    assert store.release(claim.lease, "disk full", delay=60)
+    run = store.get(run_id)
+    assert (run.status, run.attempts, run.error) == ("queued", 0, "disk full")
+    assert store.claim(1, HOST) is None  # not due yet
+    with sqlite3.connect(store.db_path) as con:
+        con.execute("UPDATE runs SET not_before = ?", (time.time() - 1,))
+    assert store.claim(1, HOST).run.id == run_id
+
+
+def test_settings_are_validated(store):
+    store.set_setting("max_attempts", 5)
+    store.set_setting("keep_final_weights", True)
+    assert store.settings() == {"max_attempts": 5, "keep_final_weights": True}
+    for name, value, message in [("max_attempts", 0, r"max_attempts: must be a whole number in \[1, 100\]"),
+                                 ("keep_final_weights", 1, "must be true or false"), ("colour", 1, "unknown setting")]:
+        with pytest.raises(ValueError, match=message):
+            store.set_setting(name, value)
+
+
+def test_retry_resumes_with_the_same_key_or_starts_fresh_with_a_new_one(store):
+    run_id = store.submit(RunConfig(epochs=3), "ada")
+    claim = store.claim(1, HOST)
+    store.record_epoch(claim.lease, _metrics(1))
+    store.finish(claim.lease, "failed", "boom")
+    key = store.get(run_id).key
+    store.run_dir(key).mkdir(parents=True)
+    (store.run_dir(key) / "checkpoint.pt").write_bytes(b"x")
+    with pytest.raises(ValueError, match="only failed or cancelled runs"):
+        store.retry(store.submit(RunConfig(), "ada"))
+
+    run = store.retry(run_id)
+    assert (run.status, run.key, run.attempts, run.epoch, run.error) == ("queued", key, 0, 1, "retried after: boom")
+    assert len(store.metrics([run_id])) == 1 and store.run_dir(key).exists()
+    store.request_cancel(run_id)
+    run = store.retry(run_id, fresh=True)
+    assert (run.status, run.epoch, run.step) == ("queued", 0, 0) and run.key != key
+    assert store.metrics([run_id]) == [] and not store.run_dir(key).exists()
+
+
+def test_keys_are_unique_and_a_new_database_never_reuses_an_old_runs_folder(tmp_path):
+    first = RunStore(tmp_path / "runs")
+    old = first.get(first.submit(RunConfig(), "ada"))
+    first.run_dir(old.key).mkdir(parents=True)
+    first.db_path.unlink()
+    second = RunStore(tmp_path / "runs")
+    new = second.get(second.submit(RunConfig(), "ada"))
+    assert new.id == old.id and new.key != old.key and not second.run_dir(new.key).exists()
+    assert second.gc() == [second.run_dir(old.key)]  # the old database's folder is an orphan
+
+
+def test_gc_keeps_what_runs_need_and_deletes_the_rest(store):
+    done, failed, queued = (store.submit(RunConfig(seed=i), "ada") for i in range(3))
+    claim = store.claim(1, HOST)
+    store.finish(store.claim(1, HOST).lease, "failed", "x")
+    folders = {i: store.run_dir(store.get(i).key) for i in (queued, done, failed)}
+    for folder in [*folders.values(), store.root / "checkpoints" / "1"]:
+        folder.mkdir(parents=True)
+        (folder / "checkpoint.pt").write_bytes(b"x")
+        (folder / "checkpoint.pt.tmp").write_bytes(b"x")
+    with sqlite3.connect(store.db_path) as con:  # a done run whose retention did not happen (crash)
+        con.execute("UPDATE runs SET status = 'done', lease = NULL WHERE id = ?", (claim.run.id,))
+    removed = set(store.gc())
+    assert store.root / "checkpoints" / "1" in removed
+    assert not folders[done].exists()
+    assert sorted(p.name for p in folders[failed].iterdir()) == ["checkpoint.pt"]
+    assert sorted(p.name for p in folders[queued].iterdir()) == ["checkpoint.pt"]
+
+
+def test_an_old_database_gains_the_new_columns_and_keeps_its_runs(tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    with sqlite3.connect(root / "runs.sqlite3") as con:  # the first release's runs table
+        con.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, status TEXT NOT NULL, config TEXT "
+                    "NOT NULL, owner TEXT NOT NULL, created REAL NOT NULL, started REAL, finished REAL, heartbeat "
+                    "REAL, worker_pid INTEGER, worker_host TEXT, lease TEXT UNIQUE, attempts INTEGER NOT NULL "
+                    "DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0, step INTEGER NOT NULL DEFAULT 0, "
+                    "total_steps INTEGER, epoch INTEGER NOT NULL DEFAULT 0, error TEXT)")
+        for _ in range(2):
+            con.execute("INSERT INTO runs (status, config, owner, created) VALUES ('queued', ?, 'ada', 1.0)",
+                        (RunConfig().model_dump_json(),))
+    store = RunStore(root)
+    runs = store.list_runs()
+    assert [r.status for r in runs] == ["queued", "queued"] and len({r.key for r in runs}) == 2
+    assert all(len(r.key) == 32 for r in runs)
+    assert store.claim(1, HOST).run.id == 1
+    assert RunStore(root).get(1).key == runs[0].key  # a second open changes nothing
+
+
+@pytest.mark.parametrize("damage", ["garbage", "zeroed header"])
+def test_a_corrupt_database_is_one_clear_line(tmp_path, damage):
+    store = RunStore(tmp_path / "runs")
+    store.submit(RunConfig(), "ada")
+    del store
+    path = tmp_path / "runs" / "runs.sqlite3"
+    for extra in ("-wal", "-shm"):
+        (tmp_path / "runs" / f"runs.sqlite3{extra}").unlink(missing_ok=True)
+    data = path.read_bytes()
+    path.write_bytes(b"this is not sqlite" * 300 if damage == "garbage" else b"\0" * 100 + data[100:])
+    with pytest.raises(StoreError) as err:
+        RunStore(tmp_path / "runs").list_runs()
+    assert str(err.value) == f"{path} is not a run store (corrupt?): move it away or choose another folder"
+
+
+def test_a_root_that_is_a_file_or_missing_is_one_clear_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="is not a folder"):
+        RunStore(tmp_path / "file")
+    with pytest.raises(StoreError, match="cannot create the run store folder"):
+        RunStore(tmp_path / "file" / "runs")
+    with pytest.raises(StoreError, match="no run store in .*nothing submitted there yet"):
+        RunStore(tmp_path / "nowhere", create=False)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_deleted_or_replaced_database_is_noticed(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    store.check_same_file()
+    store.db_path.unlink()
+    with pytest.raises(StoreGone, match="was deleted while in use"):
+        store.check_same_file()
+    RunStore(tmp_path / "runs")
+    with pytest.raises(StoreGone, match="was replaced"):
+        store.check_same_file()
 
 
 class ClaimMachine(RuleBasedStateMachine):

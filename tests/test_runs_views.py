@@ -17,8 +17,9 @@ from asam_core.train.config import PRESETS, RunConfig, format_validation_error
 
 def _run(run_id: int, status: str = "done", **config) -> RunRecord:
     return RunRecord(
-        id=run_id, status=status, config=RunConfig(**config), owner="ada", created=1.7e9, started=None,
-        finished=None, heartbeat=None, worker_pid=None, worker_host=None, attempts=1, cancel_requested=False,
+        id=run_id, key=f"{run_id:032x}", status=status, config=RunConfig(**config), owner="ada", created=1.7e9,
+        started=None, finished=None, heartbeat=None, worker_pid=None, worker_host=None, run_pid=None, attempts=1,
+        cancel_requested=False,
         step=0, total_steps=None, epoch=0, error=None,
     )
 

@@ -1,20 +1,48 @@
-"""The run store: one SQLite database (WAL) plus a checkpoint folder per run, under one root.
+"""The run store: one SQLite database (WAL) plus one folder per run, under one root.
 
-    <root>/runs.sqlite3            runs, metrics, steps, workers
-    <root>/checkpoints/<run_id>/   what train() writes and resumes from
+    <root>/runs.sqlite3              runs, metrics, steps, workers, settings
+    <root>/checkpoints/<run key>/    checkpoint.pt (resumed from), run.log (the run process's
+                                     output), final.pt (kept weights, see retention)
 
-Lifecycle of a run: queued -> running -> done | failed | cancelled (queued -> cancelled too).
-A worker claims a queued run with one atomic ``UPDATE ... RETURNING`` inside ``BEGIN
-IMMEDIATE`` and receives a fresh *lease* token; every write a worker makes about a run
-(progress, metrics, heartbeat, final status) names that lease and is dropped once the lease is
-gone, so a worker that lost its run (requeued after its heartbeat went stale) can never write
-over the worker that took it next.  Metric rows are append-only with primary key
-(run_id, epoch) and ``INSERT OR IGNORE``: an epoch re-run after a crash is not written twice.
-Configs pass through RunConfig on the way in and on the way out.
+Lifecycle of a run: queued -> running -> done | failed | cancelled (queued -> cancelled too);
+``retry`` puts a failed or cancelled run back in the queue.  A worker claims a queued run with
+one atomic ``UPDATE ... RETURNING`` inside ``BEGIN IMMEDIATE`` and receives a fresh *lease*
+token; every write about a run (progress, metrics, heartbeat, final status) names that lease
+and is dropped once the lease is gone, so a worker that lost its run can never write over the
+one that took it next.  Metric rows are append-only with primary key (run_id, epoch) and
+``INSERT OR IGNORE``: an epoch re-run after a crash is not written twice.
+
+Every run has a unique ``key`` (a UUID) that names its folder, and the training loop records the
+key in each checkpoint and refuses another's, so a run never resumes from a folder it did not
+write (ids are reused by a new database; keys are not).  ``retry --fresh`` gives the run a new
+key and drops its metrics.
+
+Attempts: ``attempts`` counts the times a run's process started and did not come back with an
+outcome.  A run whose process dies (killed, out of memory, segfault) or whose worker vanished is
+requeued while ``attempts < max_attempts`` (a store setting, default 2), then failed with the
+reason, so the queue moves on.  A worker that stops, or a transient fault (disk full while
+writing a checkpoint), puts the run back without using up an attempt; ``error`` then says why
+it is queued again, and ``not_before`` holds it back for a while.
+
+Quarantine: a row whose stored config no longer validates as a RunConfig is marked failed with
+the validation message the first time it is read; ``claim()`` does the same before it commits,
+so one bad row never blocks the queue or breaks a reader.
+
+Retention: when a run is done its checkpoint and log are deleted; with the setting
+``keep_final_weights`` its last checkpoint is kept as ``final.pt`` (``torch.load(path)["model"]``
+is the state dict).  Failed and cancelled runs keep their checkpoint for ``retry``.  ``gc()``
+deletes folders no run owns (a deleted database's, the integer-named folders of old stores) and
+checkpoints of done runs left behind by a crash.
+
+Faults never come out as sqlite3 tracebacks: every database or folder problem is a ``StoreError``
+with one line that names the file and what to do (corrupt database, read-only folder, disk full,
+missing or wrong-type root).  ``StoreGone`` says the database was deleted or replaced while this
+process had it open.  Stores written by older versions gain the new columns on open.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sqlite3
 import threading
@@ -27,15 +55,20 @@ from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence, get_args
 
 from pydantic import ValidationError
 
+from asam_core.train.checkpoint import CHECKPOINT_NAME
 from asam_core.train.config import RunConfig, format_validation_error
+from asam_core.train.metrics import METRIC_FIELDS, NULLABLE_METRICS
 
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
 STATUSES: tuple[str, ...] = get_args(Status)
 FINAL_STATUSES = ("done", "failed", "cancelled")
-METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds", "traj_x", "traj_y")
-_NULLABLE_METRICS = ("test_loss", "test_acc")  # None on epochs without evaluation
 ROOT_ENV = "ASAM_LAB_RUNS_DIR"
 STALE_AFTER_S = 60.0
+FINAL_WEIGHTS_NAME = "final.pt"
+RUN_LOG_NAME = "run.log"
+MAX_OWNER_LENGTH = 100
+DEFAULT_SETTINGS: dict[str, int | bool] = {"max_attempts": 2, "keep_final_weights": False}
+_SETTING_RANGES = {"max_attempts": (1, 100)}
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
@@ -55,12 +88,15 @@ CREATE TABLE IF NOT EXISTS runs (
     step INTEGER NOT NULL DEFAULT 0,
     total_steps INTEGER,
     epoch INTEGER NOT NULL DEFAULT 0,
-    error TEXT
+    error TEXT,
+    key TEXT,
+    run_pid INTEGER,
+    not_before REAL
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, id);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id INTEGER NOT NULL REFERENCES runs (id),
-    {", ".join(f"{f} {'INTEGER' if f == 'epoch' else 'REAL'}{'' if f in _NULLABLE_METRICS else ' NOT NULL'}"
+    {", ".join(f"{f} {'INTEGER' if f == 'epoch' else 'REAL'}{'' if f in NULLABLE_METRICS else ' NOT NULL'}"
                for f in METRIC_FIELDS)},
     PRIMARY KEY (run_id, epoch)
 ) WITHOUT ROWID;
@@ -77,7 +113,21 @@ CREATE TABLE IF NOT EXISTS workers (
     heartbeat REAL NOT NULL,
     PRIMARY KEY (pid, host)
 );
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
+# Columns added after the first release: (name, SQL type); old databases gain them on open.
+_ADDED_COLUMNS = (("key", "TEXT"), ("run_pid", "INTEGER"), ("not_before", "REAL"))
+
+
+class StoreError(Exception):
+    """The run store cannot be used; the message is one line naming the file and what to do."""
+
+
+class StoreGone(StoreError):
+    """The database file was deleted or replaced while this process had it open."""
 
 
 class UnknownRun(LookupError):
@@ -93,6 +143,11 @@ def this_host() -> str:
     return socket.gethostname()
 
 
+def new_key() -> str:
+    """A fresh run key (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists on this host and is not a zombie."""
     try:
@@ -101,6 +156,8 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    except OverflowError:
+        return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -108,13 +165,25 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
+def validate_owner(owner: str) -> str:
+    """``owner`` stripped ("anonymous" when blank); ValueError for one too long or with control characters."""
+    owner = owner.strip() or "anonymous"
+    if len(owner) > MAX_OWNER_LENGTH:
+        raise ValueError(f"owner: must have at most {MAX_OWNER_LENGTH} characters (got {len(owner)})")
+    if any(ord(c) < 32 or ord(c) == 127 for c in owner):
+        raise ValueError("owner: must not contain control characters")
+    return owner
+
+
 @dataclass(frozen=True)
 class RunRecord:
-    """One row of the runs table, with its config validated."""
+    """One row of the runs table.  ``config`` is None for a quarantined row (its stored config no
+    longer validates; ``error`` says why)."""
 
     id: int
+    key: str
     status: Status
-    config: RunConfig
+    config: RunConfig | None
     owner: str
     created: float
     started: float | None
@@ -122,12 +191,14 @@ class RunRecord:
     heartbeat: float | None
     worker_pid: int | None
     worker_host: str | None
+    run_pid: int | None
     attempts: int
     cancel_requested: bool
     step: int
     total_steps: int | None
     epoch: int
     error: str | None
+    not_before: float | None = None
 
     @property
     def progress(self) -> float:
@@ -135,17 +206,28 @@ class RunRecord:
         if self.status == "done":
             return 1.0
         steps = self.step / self.total_steps if self.total_steps else 0.0
-        return min(max(steps, self.epoch / self.config.epochs), 1.0)
+        epochs = self.epoch / self.config.epochs if self.config is not None else 0.0
+        return min(max(steps, epochs), 1.0)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "RunRecord":
-        try:
-            config = RunConfig.model_validate_json(row["config"])
-        except ValidationError as err:
-            problems = format_validation_error(err).replace("\n", "; ")
-            raise ValueError(f"run {row['id']}: the stored config is no longer a valid RunConfig: {problems}") from err
+        """The record of ``row``; an invalid config gives ``config=None`` and status failed with the reason."""
         fields = {k: row[k] for k in row.keys() if k not in ("config", "lease")}
-        return cls(**{**fields, "config": config, "cancel_requested": bool(row["cancel_requested"])})
+        fields["cancel_requested"] = bool(row["cancel_requested"])
+        problem = config_problem(row)
+        if problem is None:
+            return cls(**fields, config=RunConfig.model_validate_json(row["config"]))
+        return cls(**{**fields, "status": "failed", "error": problem}, config=None)
+
+
+def config_problem(row: sqlite3.Row) -> str | None:
+    """Why the row's stored config is not a valid RunConfig (one line), or None."""
+    try:
+        RunConfig.model_validate_json(row["config"])
+    except ValidationError as err:
+        problems = format_validation_error(err).replace("\n", "; ")
+        return f"quarantined: the stored config is no longer a valid RunConfig: {problems}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -156,31 +238,102 @@ class Claim:
     lease: str
 
 
-class RunStore:
-    """Runs, metrics and checkpoints under ``root`` (created on first use)."""
+def _describe(err: sqlite3.Error, db_path: Path) -> str:
+    """One line for a database error: what is wrong and what to do."""
+    text = str(err)
+    root = db_path.parent
+    if isinstance(err, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text):
+        return f"{db_path} is not a run store (corrupt?): move it away or choose another folder"
+    if "readonly" in text or "read-only" in text:
+        return f"{root} is read-only: the run store needs to write there; choose another folder (--root or ${ROOT_ENV})"
+    if "disk is full" in text or "disk I/O error" in text:
+        return f"cannot write to {db_path}: the disk is full (or failing); free some space and try again"
+    if "unable to open" in text:
+        return f"cannot open {db_path}: check that {root} is a writable folder (--root or ${ROOT_ENV})"
+    if "locked" in text or "busy" in text:
+        return f"{db_path} stayed locked by another process for 30 s; try again"
+    return f"run store {db_path}: {text}"
 
-    def __init__(self, root: Path | str | None = None) -> None:
+
+class RunStore:
+    """Runs, metrics and run folders under ``root``.
+
+    ``create=False`` opens an existing store only (read-only commands: no folder or database is
+    made where none was).  Raises StoreError when the root or its database cannot be used.
+    """
+
+    def __init__(self, root: Path | str | None = None, create: bool = True) -> None:
         self.root = Path(root) if root is not None else default_root()
-        self.root.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / "runs.sqlite3"
         self._local = threading.local()
+        self._check_root(create)
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(_SCHEMA)
+            self._migrate(con)
+        stat = self.db_path.stat()
+        self._identity = (stat.st_dev, stat.st_ino)
 
-    def checkpoint_dir(self, run_id: int) -> Path:
-        return self.root / "checkpoints" / str(run_id)
+    def _check_root(self, create: bool) -> None:
+        where = f"(--root or ${ROOT_ENV})"
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"{self.root} is not a folder: choose a folder for the run store {where}")
+        if self.db_path.exists() and not self.db_path.is_file():
+            raise StoreError(f"{self.db_path} is not a file: move it away or choose another folder {where}")
+        if not create and not self.db_path.is_file():
+            raise StoreError(f"no run store in {self.root} (nothing submitted there yet?): check the folder {where}")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(f"cannot create the run store folder {self.root}: {err.strerror} {where}") from None
+
+    def _migrate(self, con: sqlite3.Connection) -> None:
+        """Add the columns newer versions need (in one write transaction, so two openers do it once)."""
+        if {name for name, _ in _ADDED_COLUMNS} <= self._columns(con):
+            return
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for name, kind in _ADDED_COLUMNS:
+                if name not in self._columns(con):
+                    con.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            con.execute("UPDATE runs SET key = lower(hex(randomblob(16))) WHERE key IS NULL")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _columns(con: sqlite3.Connection) -> set[str]:
+        return {row["name"] for row in con.execute("PRAGMA table_info(runs)")}
+
+    def run_dir(self, key: str) -> Path:
+        """The folder of the run with ``key``: its checkpoint, log and kept weights."""
+        return self.root / "checkpoints" / key
+
+    def check_same_file(self) -> None:
+        """Raise StoreGone when the database file was deleted or replaced since this store opened it."""
+        try:
+            stat = self.db_path.stat()
+        except FileNotFoundError:
+            raise StoreGone(f"{self.db_path} was deleted while in use") from None
+        if (stat.st_dev, stat.st_ino) != self._identity:
+            raise StoreGone(f"{self.db_path} was replaced by another file while in use")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         """This thread's connection (autocommit), opened on first use and kept: closing the last
-        connection to a WAL database checkpoints and deletes the WAL, tens of ms per operation."""
-        con = getattr(self._local, "con", None)
-        if con is None:
-            con = self._local.con = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
-            con.row_factory = sqlite3.Row
-            con.execute("PRAGMA synchronous=NORMAL")
-        yield con
+        connection to a WAL database checkpoints and deletes the WAL, tens of ms per operation.
+        Any sqlite3 error inside the block becomes a one-line StoreError."""
+        try:
+            con = getattr(self._local, "con", None)
+            if con is None:
+                con = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
+                con.row_factory = sqlite3.Row
+                con.execute("PRAGMA synchronous=NORMAL")
+                self._local.con = con
+            yield con
+        except sqlite3.Error as err:
+            raise StoreError(_describe(err, self.db_path)) from None
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -190,38 +343,83 @@ class RunStore:
             try:
                 yield con
             except BaseException:
-                con.execute("ROLLBACK")
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
 
-    # --- submitting, reading, cancelling -------------------------------------------------
+    # --- settings -------------------------------------------------------------------------
+
+    def settings(self) -> dict[str, int | bool]:
+        """The store's settings: max_attempts (int), keep_final_weights (bool)."""
+        with self._connect() as con:
+            stored = {row["name"]: row["value"] for row in con.execute("SELECT name, value FROM settings")}
+        values: dict[str, int | bool] = {}
+        for name, default in DEFAULT_SETTINGS.items():
+            raw = stored.get(name)
+            values[name] = default if raw is None else (raw == "true" if isinstance(default, bool) else int(raw))
+        return values
+
+    def set_setting(self, name: str, value: int | bool) -> None:
+        """Change one setting; ValueError naming it when the name or value is not allowed."""
+        if name not in DEFAULT_SETTINGS:
+            raise ValueError(f"unknown setting {name!r}; the settings are {', '.join(DEFAULT_SETTINGS)}")
+        if isinstance(DEFAULT_SETTINGS[name], bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name}: must be true or false (got {value!r})")
+            text = "true" if value else "false"
+        else:
+            low, high = _SETTING_RANGES[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name}: must be a whole number in [{low}, {high}] (got {value!r})")
+            text = str(value)
+        with self._connect() as con:
+            con.execute("INSERT INTO settings (name, value) VALUES (?, ?) "
+                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, text))
+
+    # --- submitting, reading, cancelling, retrying ----------------------------------------
 
     def submit(self, config: RunConfig, owner: str) -> int:
-        """Queue a run; returns its id.  ``config`` is re-validated, so a bad one queues nothing."""
+        """Queue a run; returns its id.  ``config`` is re-validated and ``owner`` checked
+        (``validate_owner``), so bad input queues nothing."""
         config = RunConfig.model_validate(config.model_dump())
-        owner = owner.strip() or "anonymous"
+        owner = validate_owner(owner)
         with self._connect() as con:
             cur = con.execute(
-                "INSERT INTO runs (status, config, owner, created) VALUES ('queued', ?, ?, ?)",
-                (config.model_dump_json(), owner, time.time()),
+                "INSERT INTO runs (status, config, owner, created, key) VALUES ('queued', ?, ?, ?, ?)",
+                (config.model_dump_json(), owner, time.time(), new_key()),
             )
             return int(cur.lastrowid)
 
+    def _record(self, row: sqlite3.Row) -> RunRecord:
+        """The row's record, quarantining it (status failed, with the reason) if its config is invalid."""
+        record = RunRecord.from_row(row)
+        if record.config is None and (row["status"], row["error"]) != ("failed", record.error):
+            try:
+                with self._connect() as con:
+                    self._quarantine(con, row["id"], record.error)
+            except StoreError:
+                pass  # a read-only store still shows the row as failed; the next writer marks it
+        return record
+
+    @staticmethod
+    def _quarantine(con: sqlite3.Connection, run_id: int, reason: str) -> None:
+        con.execute("UPDATE runs SET status = 'failed', error = ?, lease = NULL, finished = COALESCE(finished, ?) "
+                    "WHERE id = ?", (reason, time.time(), run_id))
+
     def get(self, run_id: int) -> RunRecord:
         with self._connect() as con:
-            row = con.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = con.execute("SELECT * FROM runs WHERE id = ?", (_db_int(run_id),)).fetchone()
         if row is None:
             raise UnknownRun(f"no run with id {run_id} in {self.db_path}")
-        return RunRecord.from_row(row)
+        return self._record(row)
 
     def list_runs(self, statuses: Iterable[str] | None = None) -> list[RunRecord]:
-        """All runs (or those with one of ``statuses``), oldest first."""
-        wanted = tuple(statuses) if statuses is not None else STATUSES
+        """All runs (or those with one of ``statuses``), oldest first; quarantined rows count as failed."""
+        wanted = set(statuses) if statuses is not None else set(STATUSES)
         with self._connect() as con:
-            rows = con.execute(
-                f"SELECT * FROM runs WHERE status IN ({','.join('?' * len(wanted))}) ORDER BY id", wanted
-            ).fetchall()
-        return [RunRecord.from_row(row) for row in rows]
+            rows = con.execute("SELECT * FROM runs ORDER BY id").fetchall()
+        return [record for record in map(self._record, rows) if record.status in wanted]
 
     def counts(self) -> dict[str, int]:
         """status -> number of runs with it (every status present)."""
@@ -230,12 +428,11 @@ class RunStore:
             return {**dict.fromkeys(STATUSES, 0), **{row["status"]: row["n"] for row in rows}}
 
     def request_cancel(self, run_id: int) -> Status:
-        """Cancel a run: a queued one at once, a running one at its worker's next poll.
-
-        Returns the status after the request (finished runs are left as they are).
-        """
+        """Cancel a run: a queued one at once, a running one at its next step (its process is
+        ended after a grace period if it does not stop).  Returns the status after the request
+        (finished runs are left as they are)."""
         with self._transaction() as con:
-            row = con.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = con.execute("SELECT status FROM runs WHERE id = ?", (_db_int(run_id),)).fetchone()
             if row is None:
                 raise UnknownRun(f"no run with id {run_id} in {self.db_path}")
             if row["status"] == "queued":
@@ -248,6 +445,35 @@ class RunStore:
                 con.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
             return row["status"]
 
+    def retry(self, run_id: int, fresh: bool = False) -> RunRecord:
+        """Put a failed or cancelled run back in the queue with its attempts reset.
+
+        It resumes from its last good checkpoint; with ``fresh`` it starts over: a new key (so a
+        new, empty folder; the old one is deleted) and its metrics and step losses dropped.
+        ValueError (one line) for a run that is not failed or cancelled, or whose config is invalid.
+        """
+        run = self.get(run_id)
+        if run.config is None:
+            raise ValueError(f"run {run_id} cannot be retried: {run.error}; submit a new run instead")
+        if run.status not in ("failed", "cancelled"):
+            raise ValueError(f"run {run_id} is {run.status}: only failed or cancelled runs can be retried")
+        key = new_key() if fresh else run.key
+        reason = f"retried{' from scratch' if fresh else ''} after: {run.error or run.status}"
+        with self._transaction() as con:
+            cur = con.execute(
+                "UPDATE runs SET status = 'queued', key = ?, attempts = 0, cancel_requested = 0, finished = NULL, "
+                "lease = NULL, worker_pid = NULL, worker_host = NULL, run_pid = NULL, not_before = NULL, error = ? "
+                "WHERE id = ? AND status IN ('failed', 'cancelled')", (key, reason, run_id))
+            if cur.rowcount != 1:
+                raise ValueError(f"run {run_id} changed status meanwhile: try again")
+            if fresh:
+                con.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+                con.execute("DELETE FROM steps WHERE run_id = ?", (run_id,))
+                con.execute("UPDATE runs SET step = 0, epoch = 0, total_steps = NULL WHERE id = ?", (run_id,))
+        if fresh:
+            shutil.rmtree(self.run_dir(run.key), ignore_errors=True)
+        return self.get(run_id)
+
     def metrics(self, run_ids: Sequence[int]) -> list[dict[str, float]]:
         """Metric rows (run_id plus METRIC_FIELDS) of ``run_ids``, by run then epoch."""
         if not run_ids:
@@ -256,15 +482,19 @@ class RunStore:
             rows = con.execute(
                 f"SELECT run_id, {', '.join(METRIC_FIELDS)} FROM metrics "
                 f"WHERE run_id IN ({','.join('?' * len(run_ids))}) ORDER BY run_id, epoch",
-                tuple(run_ids),
+                tuple(_db_int(i) for i in run_ids),
             ).fetchall()
         return [dict(row) for row in rows]
 
-    def step_losses(self, run_id: int) -> list[tuple[int, float]]:
-        """(step, train loss) pairs of one run, by step."""
+    def step_losses(self, run_ids: Sequence[int]) -> list[tuple[int, int, float]]:
+        """(run id, step, train loss) of ``run_ids``, by run then step."""
+        if not run_ids:
+            return []
         with self._connect() as con:
-            rows = con.execute("SELECT step, train_loss FROM steps WHERE run_id = ? ORDER BY step", (run_id,))
-            return [(row["step"], row["train_loss"]) for row in rows]
+            rows = con.execute(
+                f"SELECT run_id, step, train_loss FROM steps WHERE run_id IN ({','.join('?' * len(run_ids))}) "
+                "ORDER BY run_id, step", tuple(_db_int(i) for i in run_ids))
+            return [(row["run_id"], row["step"], row["train_loss"]) for row in rows]
 
     def best_test_acc(self) -> dict[int, float]:
         """run id -> highest test accuracy over its epochs (runs with metrics only)."""
@@ -275,17 +505,39 @@ class RunStore:
     # --- the worker side ------------------------------------------------------------------
 
     def claim(self, pid: int, host: str) -> Claim | None:
-        """Atomically take the oldest queued run for worker (pid, host); None when the queue is empty."""
-        lease = uuid.uuid4().hex
+        """Atomically take the oldest queued run that is due for worker (pid, host); None when
+        there is none.  Queued rows with an invalid config met on the way are quarantined."""
+        lease = new_key()
         now = time.time()
         with self._transaction() as con:
+            while True:
+                row = con.execute("SELECT * FROM runs WHERE status = 'queued' AND COALESCE(not_before, 0) <= ? "
+                                  "ORDER BY id LIMIT 1", (now,)).fetchone()
+                if row is None:
+                    return None
+                problem = config_problem(row)
+                if problem is None:
+                    break
+                self._quarantine(con, row["id"], problem)
             row = con.execute(
                 "UPDATE runs SET status = 'running', lease = ?, worker_pid = ?, worker_host = ?, heartbeat = ?, "
-                "started = COALESCE(started, ?), attempts = attempts + 1 "
-                "WHERE id = (SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1) RETURNING *",
-                (lease, pid, host, now, now),
+                "started = COALESCE(started, ?), attempts = attempts + 1, not_before = NULL, run_pid = NULL "
+                "WHERE id = ? RETURNING *",
+                (lease, pid, host, now, now, row["id"]),
             ).fetchone()
-        return None if row is None else Claim(RunRecord.from_row(row), lease)
+        return Claim(RunRecord.from_row(row), lease)
+
+    def leased_run(self, lease: str) -> RunRecord | None:
+        """The running run held by ``lease``, or None once the lease is gone."""
+        with self._connect() as con:
+            row = con.execute("SELECT * FROM runs WHERE lease = ? AND status = 'running'", (lease,)).fetchone()
+        return None if row is None else RunRecord.from_row(row)
+
+    def set_run_pid(self, lease: str, pid: int) -> bool:
+        """Record the pid of the process training the leased run; False if the lease is lost."""
+        with self._connect() as con:
+            cur = con.execute("UPDATE runs SET run_pid = ? WHERE lease = ? AND status = 'running'", (pid, lease))
+            return cur.rowcount == 1
 
     def heartbeat(self, leases: Iterable[str]) -> dict[str, bool]:
         """Refresh the heartbeat of the runs held by ``leases``.
@@ -303,6 +555,13 @@ class RunStore:
                 (time.time(), *leases),
             ).fetchall()
         return {row["lease"]: bool(row["cancel_requested"]) for row in rows}
+
+    def cancel_requested(self, lease: str) -> bool | None:
+        """Whether the leased run's cancel was requested; None once the lease is gone."""
+        with self._connect() as con:
+            row = con.execute("SELECT cancel_requested FROM runs WHERE lease = ? AND status = 'running'",
+                              (lease,)).fetchone()
+        return None if row is None else bool(row["cancel_requested"])
 
     def record_steps(self, lease: str, steps: Sequence[tuple[int, float]], total_steps: int) -> bool:
         """Store step losses and progress (last step / ``total_steps``); False if the lease is lost."""
@@ -335,57 +594,138 @@ class RunStore:
             return True
 
     def finish(self, lease: str, status: Literal["done", "failed", "cancelled"], error: str | None = None) -> bool:
-        """End a leased run with a final status; False if the lease is lost."""
+        """End a leased run with a final status; False if the lease is lost.  A run that is done
+        loses its checkpoint and log (see retention in the module docstring)."""
         if status not in FINAL_STATUSES:
             raise ValueError(f"status must be one of {FINAL_STATUSES}, got {status!r}")
         with self._connect() as con:
-            cur = con.execute(
-                "UPDATE runs SET status = ?, error = ?, finished = ?, lease = NULL "
-                "WHERE lease = ? AND status = 'running'",
+            row = con.execute(
+                "UPDATE runs SET status = ?, error = ?, finished = ?, lease = NULL, run_pid = NULL "
+                "WHERE lease = ? AND status = 'running' RETURNING key",
                 (status, error, time.time(), lease),
-            )
-            return cur.rowcount == 1
+            ).fetchone()
+        if row is not None and status == "done":
+            self._retain(row["key"], self.settings()["keep_final_weights"])
+        return row is not None
 
-    def release(self, lease: str) -> bool:
-        """Give a leased run back to the queue (worker shutting down); it resumes from its checkpoint."""
+    def _retain(self, key: str, keep_final_weights: bool) -> list[Path]:
+        """Apply the retention rule to a done run's folder; returns what was deleted."""
+        folder = self.run_dir(key)
+        removed = []
+        try:
+            if keep_final_weights and (folder / CHECKPOINT_NAME).is_file():
+                os.replace(folder / CHECKPOINT_NAME, folder / FINAL_WEIGHTS_NAME)
+            for path in list(folder.iterdir()) if folder.is_dir() else []:
+                if path.name != FINAL_WEIGHTS_NAME or not keep_final_weights:
+                    _remove(path)
+                    removed.append(path)
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        except OSError:
+            pass  # gc() finishes the job later
+        return removed
+
+    def release(self, lease: str, reason: str | None = None, delay: float = 0.0) -> bool:
+        """Give a leased run back to the queue without using up an attempt (its worker is stopping,
+        or a transient fault such as a full disk); ``reason`` is shown as why it is queued again,
+        ``delay`` seconds pass before it can be claimed.  It resumes from its checkpoint.  A run
+        whose cancel was requested is cancelled instead."""
+        now = time.time()
         with self._connect() as con:
             cur = con.execute(
-                "UPDATE runs SET status = 'queued', lease = NULL, worker_pid = NULL, worker_host = NULL "
+                "UPDATE runs SET lease = NULL, worker_pid = NULL, worker_host = NULL, run_pid = NULL, "
+                "status = CASE cancel_requested WHEN 1 THEN 'cancelled' ELSE 'queued' END, "
+                "finished = CASE cancel_requested WHEN 1 THEN ? ELSE NULL END, "
+                "attempts = MAX(attempts - 1, 0), error = COALESCE(?, error), not_before = ? "
                 "WHERE lease = ? AND status = 'running'",
-                (lease,),
+                (now, reason, now + delay if delay > 0 else None, lease),
             )
             return cur.rowcount == 1
 
+    def requeue_or_fail(self, lease: str, reason: str) -> Status | None:
+        """A leased run's process died: requeue it with ``reason``, or fail it once it has used
+        max_attempts.  Returns the new status; None if the lease is lost."""
+        max_attempts = self.settings()["max_attempts"]
+        with self._transaction() as con:
+            row = con.execute("SELECT id FROM runs WHERE lease = ? AND status = 'running'", (lease,)).fetchone()
+            if row is None:
+                return None
+            return self._requeue_or_fail(con, row["id"], reason, max_attempts)
+
+    @staticmethod
+    def _requeue_or_fail(con: sqlite3.Connection, run_id: int, reason: str, max_attempts: int) -> Status:
+        row = con.execute("SELECT attempts, cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row["cancel_requested"]:
+            status, error = "cancelled", None
+        elif row["attempts"] >= max_attempts:
+            status, error = "failed", f"{reason} (attempt {row['attempts']} of {max_attempts}: giving up)"
+        else:
+            status, error = "queued", f"{reason} (attempt {row['attempts']} of {max_attempts})"
+        con.execute(
+            "UPDATE runs SET status = ?, error = ?, lease = NULL, worker_pid = NULL, worker_host = NULL, "
+            "run_pid = NULL, finished = CASE WHEN ? = 'queued' THEN NULL ELSE ? END WHERE id = ?",
+            (status, error, status, time.time(), run_id),
+        )
+        return status
+
     def requeue_orphans(self, host: str, stale_after: float = STALE_AFTER_S) -> list[int]:
-        """Requeue running runs whose worker died: pid gone on ``host``, or heartbeat older than ``stale_after`` s.
+        """Requeue (or fail, after max_attempts) running runs whose worker died: pid gone on
+        ``host``, or heartbeat older than ``stale_after`` s.
 
         An orphan whose cancel was requested is marked cancelled instead; dead workers are
         unregistered.  Returns the ids of the runs touched.
         """
         now = time.time()
+        max_attempts = self.settings()["max_attempts"]
         with self._transaction() as con:
             for row in con.execute("SELECT pid, host, heartbeat FROM workers").fetchall():
                 if (row["host"] == host and not pid_alive(row["pid"])) or row["heartbeat"] < now - stale_after:
                     con.execute("DELETE FROM workers WHERE pid = ? AND host = ?", (row["pid"], row["host"]))
-            running = con.execute("SELECT id, worker_pid, worker_host, heartbeat FROM runs WHERE status = 'running'")
-            orphans = [
-                row["id"] for row in running.fetchall()
-                if (row["worker_host"] == host and not pid_alive(row["worker_pid"]))
-                or (row["heartbeat"] or 0.0) < now - stale_after
-            ]
-            for run_id in orphans:
-                con.execute(
-                    "UPDATE runs SET lease = NULL, worker_pid = NULL, worker_host = NULL, "
-                    "status = CASE cancel_requested WHEN 1 THEN 'cancelled' ELSE 'queued' END, "
-                    "finished = CASE cancel_requested WHEN 1 THEN ? ELSE finished END WHERE id = ?",
-                    (now, run_id),
-                )
+            orphans = []
+            for row in con.execute("SELECT id, worker_pid, worker_host, heartbeat FROM runs "
+                                   "WHERE status = 'running'").fetchall():
+                if row["worker_host"] == host and not pid_alive(row["worker_pid"]):
+                    reason = f"its worker (pid {row['worker_pid']}) died"
+                elif (row["heartbeat"] or 0.0) < now - stale_after:
+                    reason = f"its worker on {row['worker_host']} stopped answering {now - (row['heartbeat'] or 0):.0f} s ago"
+                else:
+                    continue
+                self._requeue_or_fail(con, row["id"], reason, max_attempts)
+                orphans.append(row["id"])
         return orphans
 
     @staticmethod
     def _leased_run(con: sqlite3.Connection, lease: str) -> int | None:
         row = con.execute("SELECT id FROM runs WHERE lease = ? AND status = 'running'", (lease,)).fetchone()
         return None if row is None else int(row["id"])
+
+    # --- folders --------------------------------------------------------------------------
+
+    def gc(self) -> list[Path]:
+        """Delete what no run needs: folders under checkpoints/ that no run's key names, leftover
+        ``*.tmp`` files of runs not running, and checkpoints of done runs (retention).  Returns
+        the paths deleted."""
+        base = self.root / "checkpoints"
+        folders = sorted(p for p in base.iterdir()) if base.is_dir() else []
+        with self._connect() as con:  # read after listing: a run submitted meanwhile is in here
+            owners = {row["key"]: row["status"] for row in con.execute("SELECT key, status FROM runs")}
+        keep_weights = self.settings()["keep_final_weights"]
+        removed: list[Path] = []
+        for folder in folders:
+            status = owners.get(folder.name)
+            try:
+                if status is None:
+                    _remove(folder)
+                    removed.append(folder)
+                elif status == "done":
+                    removed += self._retain(folder.name, keep_weights or (folder / FINAL_WEIGHTS_NAME).exists())
+                elif status != "running":
+                    for tmp in folder.glob("*.tmp"):
+                        _remove(tmp)
+                        removed.append(tmp)
+            except OSError as err:
+                raise StoreError(f"cannot delete {folder}: {err.strerror}") from None
+        return removed
 
     # --- worker registry (so the app knows whether to start one) -----------------------
 
@@ -415,3 +755,18 @@ class RunStore:
                 "SELECT pid, host FROM workers WHERE heartbeat >= ?", (time.time() - stale_after,)
             ).fetchall()
         return [(r["pid"], r["host"]) for r in rows if r["host"] != host or pid_alive(r["pid"])]
+
+
+def _db_int(value: int) -> int:
+    """``value`` as an id SQLite can hold; UnknownRun for one beyond 64 bits (no such run)."""
+    if not -(2**63) <= value < 2**63:
+        raise UnknownRun(f"no run with id {value}: ids are below 2**63")
+    return value
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+

@@ -1,173 +1,257 @@
-"""The worker: a process that claims queued runs from the store and trains them.
+"""The worker: a supervisor process that claims queued runs and trains each in its own process.
 
-Up to ``slots`` runs train at once, each in its own thread calling ``train()`` with a sink that
-writes to the store.  Runs start one at a time: the next is claimed only once the previous one
-has reached its first step, because a run's start (seeding torch's global generator, building
-the model, restoring RNG states from a checkpoint) must not interleave with another's, or runs
-of one seed would not start from the same initial weights.  The main thread polls every ``poll`` seconds: it refreshes the worker's
-and its runs' heartbeats, turns a cancel request (or a lost lease) into the run's stop flag,
-which ``should_stop()`` reads on every step, reaps finished runs, requeues runs of dead
-workers, and claims new runs while slots are free.  On start it requeues orphans first, so a
-run whose worker was killed resumes from its last checkpoint.  On SIGTERM/SIGINT the runs in
-progress stop at their next step and go back to the queue.
+Every ``poll`` seconds the supervisor (which never imports torch):
+
+- checks that its database is still the file it opened; deleted or replaced -> it ends its runs'
+  processes and stops with one line (``StoreGone``);
+- refreshes its own and its runs' heartbeats; a cancel request (or a lost lease) is passed on by
+  the store, which the run's process reads before every step; a process that has not stopped
+  ``grace`` seconds later gets SIGTERM, then SIGKILL after another ``grace``;
+- reaps processes that ended: one that recorded its outcome needs nothing; one that died (kill -9,
+  out of memory, segfault, an exception) is requeued with the reason ("killed by signal 9
+  (SIGKILL) - out of memory?", exit code, last lines of its log) or failed after max_attempts
+  (``RunStore.requeue_or_fail``); one that hit a transient fault is released without using up an
+  attempt and held back ``retry_delay`` seconds;
+- requeues runs of dead workers (also on start), and claims runs while slots are free, starting
+  ``python -m asam_core.runs.child`` for each (``child_command``) with its output in the run's
+  ``run.log``.
+
+A store fault (disk full, locked database) is logged as one line and retried at the next poll.
+On SIGTERM/SIGINT the runs' processes get SIGTERM and put their runs back in the queue.
 """
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
-import traceback
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
 
-from asam_core.runs.store import METRIC_FIELDS, STALE_AFTER_S, Claim, RunStore, this_host
-from asam_core.train.loop import train
+from asam_core.runs.child import EXIT_RECORDED, EXIT_TRANSIENT
+from asam_core.runs.store import RUN_LOG_NAME, STALE_AFTER_S, Claim, RunStore, StoreError, StoreGone, this_host
 
 log = logging.getLogger("asam_core.runs.worker")
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+CHILD_COMMAND = (sys.executable, "-m", "asam_core.runs.child")
+LOG_TAIL_LINES = 2
+REASON_CHARS = 300
 
 
-class StoreSink:
-    """TrainSink writing one leased run to the store.
+def exit_reason(returncode: int) -> str:
+    """How a process ended, in words: "killed by signal 9 (SIGKILL) - out of memory?", "exited with code 1"."""
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        name = f" ({signal.Signals(-returncode).name})"
+    except ValueError:
+        name = ""
+    hint = " - out of memory?" if -returncode == signal.SIGKILL else ""
+    return f"killed by signal {-returncode}{name}{hint}"
 
-    Step losses are buffered and written at most every ``flush_every`` seconds (and before each
-    epoch's metrics); a write that finds the lease gone sets the stop flag.  ``started`` is set
-    at the first ``should_stop()``, i.e. when the run has finished starting.
-    """
 
-    def __init__(self, store: RunStore, lease: str, flush_every: float = 1.0) -> None:
-        self.store, self.lease, self.flush_every = store, lease, flush_every
-        self.stop, self.started = threading.Event(), threading.Event()
-        self.pending: list[tuple[int, float]] = []
-        self.total_steps = 0
-        self.last_flush = time.monotonic()
-
-    def on_step(self, step: int, total_steps: int, train_loss: float) -> None:
-        self.pending.append((step, float(train_loss)))
-        self.total_steps = total_steps
-        if time.monotonic() - self.last_flush >= self.flush_every:
-            self.flush()
-
-    def on_epoch(self, metrics: Any) -> None:
-        self.flush()
-        if not self.store.record_epoch(self.lease, {f: getattr(metrics, f) for f in METRIC_FIELDS}):
-            self.stop.set()
-
-    def should_stop(self) -> bool:
-        self.started.set()
-        return self.stop.is_set()
-
-    def flush(self) -> None:
-        self.last_flush = time.monotonic()
-        if self.pending and not self.store.record_steps(self.lease, self.pending, self.total_steps):
-            self.stop.set()
-        self.pending = []
+def log_tail(path: Path, offset: int, lines: int = LOG_TAIL_LINES) -> str:
+    """The last non-empty ``lines`` lines written to ``path`` after byte ``offset``, joined by " | "."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            text = f.read()[-8192:].decode(errors="replace")
+    except OSError:
+        return ""
+    return " | ".join([line.strip() for line in text.splitlines() if line.strip()][-lines:])
 
 
 @dataclass
 class _Job:
+    """One run's process, as the supervisor sees it."""
+
     claim: Claim
-    sink: StoreSink
-    cancelled: bool = False
+    process: subprocess.Popen
+    log_path: Path
+    log_offset: int
+    stop_asked: float | None = None  # monotonic time the run was asked to stop (cancel, lost lease, shutdown)
+    terminated: bool = False
     lost: bool = False
-    status: str = "failed"
-    reason: str | None = None
-    thread: threading.Thread | None = None
+    outcome_pending: bool = False
+    signals: list[int] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> int:
+        return self.claim.run.id
 
 
 class Worker:
-    """Claims and trains runs of ``store``; ``run()`` returns when told to stop (or idle, if asked)."""
+    """Claims runs of ``store`` and supervises one process per run; ``run()`` returns when told to
+    stop (``shutdown``), when the database is gone, or when idle with ``exit_when_idle``."""
 
     def __init__(self, store: RunStore, slots: int = 1, poll: float = 0.5, exit_when_idle: bool = False,
-                 stale_after: float = STALE_AFTER_S, orphan_check_every: float = 5.0) -> None:
+                 stale_after: float = STALE_AFTER_S, orphan_check_every: float = 5.0, grace: float = 10.0,
+                 retry_delay: float = 30.0, child_command: Sequence[str] = CHILD_COMMAND) -> None:
         if slots < 1:
             raise ValueError(f"slots must be >= 1, got {slots}")
         self.store, self.slots, self.poll = store, slots, poll
         self.exit_when_idle, self.stale_after, self.orphan_check_every = exit_when_idle, stale_after, orphan_check_every
+        self.grace, self.retry_delay, self.child_command = grace, retry_delay, tuple(child_command)
         self.pid, self.host = os.getpid(), this_host()
         self.jobs: list[_Job] = []
         self.shutdown = threading.Event()
+        self.stopped_because: str | None = None
 
     def run(self) -> None:
-        self.store.register_worker(self.pid, self.host)
         log.info("worker %d on %s: %d slot(s), runs in %s", self.pid, self.host, self.slots, self.store.root)
         last_orphan_check = -float("inf")
         try:
             while not self.shutdown.is_set():
-                self._heartbeat()
-                self._reap()
-                if time.monotonic() - last_orphan_check >= self.orphan_check_every:
-                    last_orphan_check = time.monotonic()
-                    for run_id in self.store.requeue_orphans(self.host, self.stale_after):
-                        log.info("run %d: its worker is gone, requeued", run_id)
-                idle = self._fill_slots()
-                if idle and self.exit_when_idle:
+                try:
+                    self.store.check_same_file()
+                    self.store.register_worker(self.pid, self.host)
+                    self._heartbeat()
+                    self._reap()
+                    if time.monotonic() - last_orphan_check >= self.orphan_check_every:
+                        last_orphan_check = time.monotonic()
+                        for run_id in self.store.requeue_orphans(self.host, self.stale_after):
+                            log.info("run %d: its worker is gone; requeued (or failed after max attempts)", run_id)
+                    if self._fill_slots() and self.exit_when_idle:
+                        break
+                except StoreGone as err:
+                    self.stopped_because = f"{err}: stopping"
+                    log.error("worker %d: %s", self.pid, self.stopped_because)
                     break
+                except StoreError as err:
+                    log.error("worker %d: %s (retrying)", self.pid, err)
                 self.shutdown.wait(self.poll)
         finally:
-            for job in self.jobs:
-                job.sink.stop.set()
-            for job in self.jobs:
-                job.thread.join()
-            self._reap()
-            self.store.unregister_worker(self.pid, self.host)
+            self._stop_all()
+            if self.stopped_because is None:
+                try:
+                    self.store.unregister_worker(self.pid, self.host)
+                except StoreError as err:
+                    log.error("worker %d: %s", self.pid, err)
             log.info("worker %d: stopped", self.pid)
 
     def _heartbeat(self) -> None:
-        self.store.register_worker(self.pid, self.host)
-        held = self.store.heartbeat(job.claim.lease for job in self.jobs)
-        for job in self.jobs:
+        live = [job for job in self.jobs if not job.outcome_pending]
+        held = self.store.heartbeat(job.claim.lease for job in live)
+        for job in live:
             if job.claim.lease not in held:
                 job.lost = True
-                job.sink.stop.set()
+                self._ask_to_stop(job)
             elif held[job.claim.lease]:
-                job.cancelled = True
-                job.sink.stop.set()
+                self._ask_to_stop(job)
+            self._escalate(job)
+
+    def _ask_to_stop(self, job: _Job) -> None:
+        if job.stop_asked is None:
+            job.stop_asked = time.monotonic()
+
+    def _escalate(self, job: _Job) -> None:
+        """SIGTERM a run's process ``grace`` s after it was asked to stop, SIGKILL ``grace`` s later."""
+        if job.stop_asked is None or job.process.poll() is not None:
+            return
+        waited = time.monotonic() - job.stop_asked
+        if waited >= 2 * self.grace and signal.SIGKILL not in job.signals:
+            self._signal(job, signal.SIGKILL)
+        elif waited >= self.grace and not job.signals:
+            self._signal(job, signal.SIGTERM)
+
+    def _signal(self, job: _Job, sig: int) -> None:
+        job.signals.append(sig)
+        log.info("run %d: its process did not stop; sending %s", job.run_id, signal.Signals(sig).name)
+        try:
+            job.process.send_signal(sig)
+        except ProcessLookupError:
+            pass
 
     def _fill_slots(self) -> bool:
-        """Claim a run if a slot is free and no run is starting; True when nothing runs and nothing is queued."""
-        starting = any(job.thread.is_alive() and not job.sink.started.is_set() for job in self.jobs)
-        if len(self.jobs) < self.slots and not starting:
+        """Claim runs while a slot is free; True when nothing runs here and nothing is queued."""
+        while len(self.jobs) < self.slots:
             claim = self.store.claim(self.pid, self.host)
             if claim is None:
-                return not self.jobs
-            job = _Job(claim, StoreSink(self.store, claim.lease))
-            job.thread = threading.Thread(target=self._train, args=(job,), name=f"run-{claim.run.id}", daemon=True)
-            self.jobs.append(job)
-            log.info("run %d: claimed (attempt %d)", claim.run.id, claim.run.attempts)
-            job.thread.start()
-        return False
+                break
+            self._start(claim)
+        return not self.jobs and self.store.counts()["queued"] == 0
 
-    def _train(self, job: _Job) -> None:
-        run, sink = job.claim.run, job.sink
+    def _start(self, claim: Claim) -> None:
+        run = claim.run
+        folder = self.store.run_dir(run.key)
+        log_path = folder / RUN_LOG_NAME
         try:
-            result = train(run.config, sink, self.store.checkpoint_dir(run.id), resume=True)
-            job.status, job.reason = result.status, result.reason
-            sink.flush()
-        except Exception as err:  # a failed run is recorded, the worker goes on
-            log.error("run %d failed:\n%s", run.id, traceback.format_exc())
-            job.status, job.reason = "failed", f"{type(err).__name__}: {err}"
+            folder.mkdir(parents=True, exist_ok=True)
+            offset = log_path.stat().st_size if log_path.exists() else 0
+            with open(log_path, "ab") as out:
+                process = subprocess.Popen(
+                    [*self.child_command, "--root", str(self.store.root.resolve()), "--lease", claim.lease,
+                     "--retry-delay", str(self.retry_delay)],
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=_child_env())
+        except OSError as err:
+            reason = f"could not start its process ({err.strerror}: {err.filename or folder})"
+            self.store.release(claim.lease, reason, delay=self.retry_delay)
+            log.error("run %d: %s; back in the queue", run.id, reason)
+            return
+        self.jobs.append(_Job(claim, process, log_path, offset))
+        self.store.set_run_pid(claim.lease, process.pid)
+        log.info("run %d: started in process %d (attempt %d)", run.id, process.pid, run.attempts)
 
     def _reap(self) -> None:
-        """Record the outcome of runs whose thread has ended."""
-        for job in [job for job in self.jobs if not job.thread.is_alive()]:
-            self.jobs.remove(job)
-            run_id, lease = job.claim.run.id, job.claim.lease
+        """Record the outcome of runs whose process has ended (retried next poll if the store fails)."""
+        for job in [job for job in self.jobs if job.process.poll() is not None]:
+            job.outcome_pending = True
+            code, lease = job.process.returncode, job.claim.lease
             if job.lost:
-                log.warning("run %d: lease lost to another worker, nothing recorded", run_id)
-            elif job.status == "cancelled" and not job.cancelled:
-                self.store.release(lease)
-                log.info("run %d: worker stopping, back in the queue", run_id)
+                log.warning("run %d: lease lost to another worker, nothing recorded", job.run_id)
+            elif code == EXIT_RECORDED and self.store.leased_run(lease) is None:
+                log.info("run %d: %s", job.run_id, log_tail(job.log_path, job.log_offset, 1) or "ended")
+            elif code == EXIT_TRANSIENT:
+                reason = log_tail(job.log_path, job.log_offset, 1) or "a transient fault"
+                if self.store.release(lease, reason, delay=self.retry_delay):
+                    log.warning("run %d: %s; back in the queue", job.run_id, reason)
             else:
-                self.store.finish(lease, job.status, job.reason if job.status == "failed" else None)
-                log.info("run %d: %s%s", run_id, job.status, f" ({job.reason})" if job.reason else "")
+                reason = exit_reason(code)
+                tail = log_tail(job.log_path, job.log_offset)
+                reason = f"its process {reason}" + (f"; last output: {tail}" if tail else "")
+                status = self.store.requeue_or_fail(lease, reason[:REASON_CHARS])
+                log.warning("run %d: %s -> %s", job.run_id, reason[:REASON_CHARS], status)
+            self.jobs.remove(job)
+
+    def _stop_all(self) -> None:
+        """SIGTERM every run's process (each puts its run back), SIGKILL after ``grace``, then reap."""
+        for job in self.jobs:
+            if job.process.poll() is None:
+                job.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        for job in self.jobs:
+            try:
+                job.process.wait(timeout=max(deadline - time.monotonic(), 0.0))
+            except subprocess.TimeoutExpired:
+                job.process.kill()
+                job.process.wait()
+        if self.stopped_because is not None:
+            return  # the database is gone: nothing to record
+        for job in self.jobs:
+            if job.process.returncode != EXIT_RECORDED:
+                try:
+                    self.store.release(job.claim.lease, "its worker stopped")
+                except StoreError as err:
+                    log.error("run %d: %s", job.run_id, err)
+        self.jobs.clear()
 
 
-def run_worker(store: RunStore, slots: int = 1, exit_when_idle: bool = False, poll: float = 0.5) -> None:
-    """Run a worker in this process until SIGTERM/SIGINT (or until idle with ``exit_when_idle``)."""
+def _child_env() -> dict[str, str]:
+    """The environment of a run's process: this one, with the project importable from any cwd."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": str(PROJECT_DIR) + (os.pathsep + path if path else "")}
+
+
+def run_worker(store: RunStore, slots: int = 1, exit_when_idle: bool = False, poll: float = 0.5) -> str | None:
+    """Run a worker in this process until SIGTERM/SIGINT (or until idle with ``exit_when_idle``);
+    returns why it stopped on its own (its database is gone), else None."""
     worker = Worker(store, slots=slots, poll=poll, exit_when_idle=exit_when_idle)
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.shutdown.set())
     worker.run()
+    return worker.stopped_because
