@@ -1,6 +1,7 @@
 """toy_problems.classification: datasets, label flips, the batched MLP and its training."""
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -151,3 +152,12 @@ def test_decision_grid_rows_follow_x2_and_columns_x1():
 def test_bad_settings_are_refused_naming_the_field(field, value, words):
     with pytest.raises(ValidationError, match=words):
         ClassifierConfig(**{field: value})
+
+
+def test_seed_mean_curves_average_the_members_at_every_eval_step():
+    run = train_classifiers(ClassifierConfig(members=3, **TINY))
+    curves = run.seed_mean_curves("test_acc")
+    assert list(curves) == list(run.config.optimizers)
+    for o, name in enumerate(run.config.optimizers):
+        np.testing.assert_allclose(curves[name], run.metrics["test_acc"][o].sum(0) / 3, rtol=1e-12)
+        assert curves[name][-1] == pytest.approx(run.final("test_acc")[name])

@@ -239,3 +239,17 @@ def test_hessian_top_eigenvalue_matches_the_exact_hessian():
     dominant = eigenvalues[eigenvalues.abs().argmax()].item()
     estimate = hessian_top_eigenvalue(model, F.cross_entropy, batches, iters=2000, tol=1e-12)
     assert estimate == pytest.approx(dominant, rel=1e-6)
+
+
+def test_ratio_curves_divide_each_measure_by_its_value_at_a_equal_one():
+    import numpy as np
+
+    from toy_problems.scale_invariance import ratio_curves
+
+    scales = tuple(np.logspace(-1.0, 1.0, 9).tolist())
+    curves = {"flat": np.full(9, 2.5), "linear": 3.0 * np.asarray(scales)}
+    ratios = ratio_curves(curves, scales)
+    np.testing.assert_allclose(ratios["flat"], 1.0)
+    np.testing.assert_allclose(ratios["linear"], scales, rtol=1e-12)
+    with pytest.raises(ValueError, match="a = 1"):
+        ratio_curves(curves, (0.5, 2.0))

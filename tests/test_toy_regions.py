@@ -102,3 +102,16 @@ def test_rescale_keeps_the_product_and_rejects_non_positive_a():
 def test_adaptive_region_rejects_p_at_most_one():
     with pytest.raises(ValueError, match="p must be"):
         adaptive_region(1.0)
+
+
+def test_theorem1_verdict_for_the_page_rows():
+    """The regions page's 'equal' column and its Theorem 1 message come from these, at product loss w = (1, 1), a = 3."""
+    from toy_problems.regions import REGIONS, EQUAL_TOLERANCE, SharpnessRow, sharpness_table, theorem1_visible
+
+    rows = sharpness_table(get_loss("product"), torch.tensor([1.0, 1.0]), 3.0, 0.3, 0.0, list(REGIONS.values()))
+    assert [row.equal for row in rows] == [False, True, True]
+    assert theorem1_visible(rows)
+    assert not theorem1_visible(sharpness_table(get_loss("product"), torch.tensor([1.0, 1.0]), 3.0, 0.3, 0.2,
+                                                list(REGIONS.values()))), "eta > 0 breaks exact invariance"
+    assert SharpnessRow("x", 1.0, 1.0 + 0.5 * EQUAL_TOLERANCE).equal
+    assert not SharpnessRow("x", 1.0, 1.0 + 2 * EQUAL_TOLERANCE).equal

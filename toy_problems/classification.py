@@ -232,6 +232,10 @@ class ClassifierRun:
     grids: np.ndarray
     models: dict[str, MLP] = field(repr=False)
 
+    def seed_mean_curves(self, metric: str) -> dict[str, np.ndarray]:
+        """The metric at every eval step, averaged over members (seeds), per optimizer."""
+        return dict(zip(self.config.optimizers, self.metrics[metric].mean(axis=1)))
+
     def final(self, metric: str) -> dict[str, float]:
         """The metric at the last step, averaged over members, per optimizer."""
         values = self.metrics[metric][:, :, -1].mean(axis=1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -144,9 +145,13 @@ def worst_case(loss: Loss2D, w: Tensor, region: Region, rho: float, eta: float =
     )
 
 
+EQUAL_TOLERANCE = 1e-6  # relative difference under which two sharpness values count as equal
+
+
 @dataclass(frozen=True)
 class SharpnessRow:
-    """Sharpness of one region at w and at w' = A w, and their relative difference."""
+    """Sharpness of one region at w and at w' = A w, their relative difference, and whether they are equal
+    (relative difference < EQUAL_TOLERANCE)."""
 
     region: str
     at_w: float
@@ -156,6 +161,15 @@ class SharpnessRow:
     def relative_difference(self) -> float:
         scale = max(abs(self.at_w), abs(self.at_w_prime), 1e-300)
         return abs(self.at_w - self.at_w_prime) / scale
+
+    @property
+    def equal(self) -> bool:
+        return self.relative_difference < EQUAL_TOLERANCE
+
+
+def theorem1_visible(rows: Sequence[SharpnessRow]) -> bool:
+    """Theorem 1 computed: the sphere row (first) changes under A while every adaptive row is equal."""
+    return not rows[0].equal and all(row.equal for row in rows[1:])
 
 
 @dataclass(frozen=True)

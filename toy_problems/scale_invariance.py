@@ -112,3 +112,11 @@ def measures_over_scales(
     """MEASURES of rescale_layer(model, layer, a) for each a in ``scales``: name -> (len(scales),)."""
     rows = [measures(rescale_layer(model, layer, a), x, y, config) for a in scales]
     return {name: np.array([row[name] for row in rows]) for name in MEASURES}
+
+
+def ratio_curves(curves: dict[str, np.ndarray], scales: Sequence[float]) -> dict[str, np.ndarray]:
+    """Each measure over ``scales`` divided by its value at a = 1 (which ``scales`` must contain)."""
+    one = int(np.argmin(np.abs(np.log(np.asarray(scales)))))
+    if not np.isclose(scales[one], 1.0):
+        raise ValueError(f"scales must contain a = 1, got {list(scales)}")
+    return {name: values / values[one] for name, values in curves.items()}

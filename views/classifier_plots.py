@@ -5,7 +5,6 @@ import numpy as np
 import plotly.graph_objects as go
 
 CLASS_COLORS = ("#2166ac", "#b2182b")
-OPTIMIZER_COLORS = {"SGD": "#7f7f7f", "SAM": "#1f77b4", "ASAM": "#d62728"}
 
 
 def boundary_figure(

@@ -9,7 +9,8 @@ import streamlit as st
 from pydantic import ValidationError
 
 from views import common
-from views.classifier_plots import OPTIMIZER_COLORS, boundary_figure
+from views.classifier_plots import boundary_figure
+from views.style import method_line
 from toy_problems.classification import DATASETS, ClassifierConfig, ClassifierRun, train_classifiers
 from toy_problems.noisy_labels import CLAIM_POINTS, PAPER_EFFECT, PRESETS, QUICK, clean_test_gains
 
@@ -73,12 +74,8 @@ def trained(config: ClassifierConfig) -> ClassifierRun:
 
 def curves_figure(run: ClassifierRun, metric: str) -> go.Figure:
     fig = go.Figure()
-    values = run.metrics[metric]
-    for o, name in enumerate(run.config.optimizers):
-        fig.add_trace(go.Scatter(
-            x=run.eval_steps, y=100 * values[o].mean(0), mode="lines", name=name,
-            line=dict(color=OPTIMIZER_COLORS[name], width=2.5),
-        ))
+    for name, curve in run.seed_mean_curves(metric).items():
+        fig.add_trace(go.Scatter(x=run.eval_steps, y=100 * curve, mode="lines", name=name, line=method_line(name)))
     if metric == "train_acc":
         fig.add_hline(y=100 * (1 - run.config.flip_rate), line=dict(color="black", dash="dot"),
                       annotation_text="a classifier that ignores the flips")

@@ -7,10 +7,10 @@ import streamlit as st
 import torch
 
 from views import common
+from views.style import P_CHOICES
 from toy_problems.losses import LOSSES, bounding_box, get_loss, loss_grid
-from toy_problems.regions import REGIONS, RegionPair, adaptive_region, region_pair
+from toy_problems.regions import EQUAL_TOLERANCE, REGIONS, RegionPair, adaptive_region, region_pair, rescale, theorem1_visible
 
-P_CHOICES = ["1.5", "2", "3", "4", "8", "inf"]
 TITLES = {"sphere": "Sphere (SAM)", "cuboid": "Cuboid (Keskar et al.)", "ellipsoid": "Ellipsoid (ASAM, p = 2)"}
 NOTES = {
     "sphere": "The same round ball at w and w′: at w′ = Aw it reaches a different maximum loss, so SAM's sharpness "
@@ -108,13 +108,15 @@ with st.sidebar:
     a = common.slider("a in A = diag(a, 1/a)", "regions_a", 0.2, 5.0, 3.0, 0.1)
     rho = common.slider("ρ (radius)", "regions_rho", 0.05, 1.0, 0.3, 0.05)
     eta = common.slider("η in T_w = diag(|w| + η)", "regions_eta", 0.0, 0.5, 0.0, 0.01)
-    p = common.choice("p of the adaptive region", "regions_p", P_CHOICES, "4")
+    p = common.choice("p of the adaptive region", "regions_p", list(P_CHOICES), "4")
 
 loss = get_loss(loss_name)
-st.latex(loss.latex + r",\qquad w = (%.3g,\ %.3g),\quad w' = Aw = (%.3g,\ %.3g)" % (w1, w2, a * w1, w2 / a))
-pairs, box, grid = scene(loss_name, w1, w2, a, rho, eta, float(p))
+w_prime = rescale(torch.tensor([w1, w2], dtype=torch.float64), a).tolist()
+st.latex(loss.latex + r",\qquad w = (%.3g,\ %.3g),\quad w' = Aw = (%.3g,\ %.3g)" % (w1, w2, *w_prime))
+pairs, box, grid = scene(loss_name, w1, w2, a, rho, eta, P_CHOICES[p])
 
 rows = [pair.row for pair in pairs]
+tolerance = f"{EQUAL_TOLERANCE:.0e}".replace("e-0", "e-")
 left, right = st.columns([3, 2])
 with left:
     st.subheader("Sharpness at w and at w′ = Aw")
@@ -124,7 +126,7 @@ with left:
             "sharpness at w": [f"{row.at_w:.8g}" for row in rows],
             "sharpness at w′": [f"{row.at_w_prime:.8g}" for row in rows],
             "relative difference": [f"{row.relative_difference:.1e}" for row in rows],
-            "equal (1e-6)": ["yes" if row.relative_difference < 1e-6 else "no" for row in rows],
+            f"equal ({tolerance})": ["yes" if row.equal else "no" for row in rows],
         }),
         hide_index=True, key="regions_table",
     )
@@ -134,8 +136,8 @@ with right:
         "at $Aw$ are the images under $A$ of those at $w$, and a loss with $L(Aw) = L(w)$ has the same maximum in both: "
         "adaptive sharpness is scale-invariant. The sphere is not rescaled with $w$, so its row differs."
     )
-    if all(row.relative_difference < 1e-6 for row in rows[1:]) and rows[0].relative_difference >= 1e-6:
-        st.success("Every adaptive row agrees to 1e-6 and the sphere row does not: Theorem 1, computed.")
+    if theorem1_visible(rows):
+        st.success(f"Every adaptive row agrees to {tolerance} and the sphere row does not: Theorem 1, computed.")
     if eta > 0:
         st.info(
             f"η = {eta:g} > 0: T_w = diag(|w| + η) is no longer exactly rescaled by A, so the adaptive rows differ a "
@@ -148,9 +150,9 @@ st.caption(
     "Blue: at w (dot); red: at w′ = Aw (triangle). Solid arrows: the exact worst case ε* (the true loss maximized over "
     "the region); dashed: the first-order guess ε̂ that SAM/ASAM use; dotted lines: the loss level of each maximum."
 )
-notes = {**NOTES, adaptive_region(float(p)).name: "Any p > 1 gives a scale-invariant region: p = 2 is the "
+notes = {**NOTES, adaptive_region(P_CHOICES[p]).name: "Any p > 1 gives a scale-invariant region: p = 2 is the "
          "ellipsoid, p = ∞ the cuboid."}
-titles = {**TITLES, adaptive_region(float(p)).name: f"Adaptive p-ball (ASAM, p = {p})"}
+titles = {**TITLES, adaptive_region(P_CHOICES[p]).name: f"Adaptive p-ball (ASAM, p = {p})"}
 for row_pairs in (pairs[:2], pairs[2:]):
     for column, pair in zip(st.columns(2), row_pairs):
         with column:

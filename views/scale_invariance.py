@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from views import common
+from views.style import P_CHOICES, TOY_P_CHOICES
 from views.classifier_plots import boundary_figure
 from toy_problems.classification import DATASETS, decision_grid, grid_axes
 from toy_problems.scale_invariance import (
@@ -16,13 +17,13 @@ from toy_problems.scale_invariance import (
     Reference,
     measures,
     measures_over_scales,
+    ratio_curves,
     reference_config,
     rescale_layer,
     train_reference,
 )
 
 SCALES = tuple(np.logspace(-1.0, 1.0, 9).tolist())
-P_CHOICES = {"2": 2.0, "inf": float("inf")}
 
 
 @st.cache_data(max_entries=8, show_spinner="Training a 2-16-16-2 ReLU MLP with SGD…")
@@ -58,11 +59,11 @@ STYLES = {  # measure -> (color, dash)
 
 def ratio_figure(curves: dict[str, np.ndarray], current: dict[str, float], base: dict[str, float], a: float) -> go.Figure:
     fig = go.Figure()
-    middle = len(SCALES) // 2  # a = 1
+    ratios = ratio_curves(curves, SCALES)
     for name in MEASURES:
         color, dash = STYLES[name]
         fig.add_trace(go.Scatter(
-            x=SCALES, y=curves[name] / curves[name][middle], mode="lines", name=name, legendgroup=name,
+            x=SCALES, y=ratios[name], mode="lines", name=name, legendgroup=name,
             line=dict(color=color, dash=dash, width=3 if name in INVARIANT else 2),
         ))
         fig.add_trace(go.Scatter(
@@ -91,7 +92,7 @@ with st.sidebar:
     layer = common.choice("Hidden layer to rescale", "si_layer", ["1", "2"], "1", radio=True)
     log_a = common.slider("log₁₀ a", "si_log_a", -1.0, 1.0, 0.0, 0.05)
     rho = common.slider("ρ (radius)", "si_rho", 0.01, 0.5, 0.05, 0.01)
-    p_name = common.choice("p of the region", "si_p", list(P_CHOICES), "2", radio=True)
+    p_name = common.choice("p of the region", "si_p", list(TOY_P_CHOICES), "2", radio=True)
 
 a = float(10.0**log_a)
 p = P_CHOICES[p_name]

@@ -10,6 +10,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from views import common
+from views.style import TOY_P_CHOICES, method_color, method_line, method_title
 from toy_problems.convergence import OUTCOMES, convergence_map
 from toy_problems.export import trajectories_csv
 from toy_problems.losses import LOSSES, bounding_box, get_loss, loss_grid
@@ -17,9 +18,6 @@ from toy_problems.presets import FIGURE3_CONFIG, FIGURE3_LOSS, FIGURE3_STARTS
 from toy_problems.simulate import SimulationConfig, simulate
 
 CUSTOM = "custom start"
-COLORS = {"sgd": "#555555", "sam": "#1f77b4", "asam": "#ff7f0e"}
-DASHES = {"sgd": "dot", "sam": "solid", "asam": "solid"}
-NAMES = {"sgd": "SGD", "sam": "SAM", "asam": "ASAM"}
 MAP_COLORINGS = {
     "final w₁/w₂ (log₁₀)": "balance",
     "final loss (log₁₀)": "final_loss",
@@ -72,11 +70,11 @@ def paths_figure(trajectories, loss, box, step_index: int) -> go.Figure:
                              marker=dict(symbol="star", size=14, color="black")))
     for m, method in enumerate(trajectories.methods):
         path = trajectories.points[m, : step_index + 1, 0].numpy()
-        fig.add_trace(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines", name=NAMES[method],
-                                 line=dict(color=COLORS[method], width=2.5, dash=DASHES[method])))
+        fig.add_trace(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines", name=method_title(method),
+                                 line=method_line(method)))
         fig.add_trace(go.Scatter(x=[float(path[-1, 0])], y=[float(path[-1, 1])], mode="markers", showlegend=False,
-                                 marker=dict(size=11, color=COLORS[method], line=dict(color="black", width=1)),
-                                 hovertemplate=f"{NAMES[method]}: (%{{x:.4f}}, %{{y:.4f}})<extra></extra>"))
+                                 marker=dict(size=11, color=method_color(method), line=dict(color="black", width=1)),
+                                 hovertemplate=f"{method_title(method)}: (%{{x:.4f}}, %{{y:.4f}})<extra></extra>"))
     (x0, x1), (y0, y1) = box
     fig.update_layout(
         height=520, margin=dict(l=10, r=10, t=40, b=10), title=f"Paths up to step {int(trajectories.steps[step_index])}",
@@ -91,7 +89,7 @@ def loss_figure(trajectories, step_index: int) -> go.Figure:
     steps = trajectories.steps.numpy()
     for m, method in enumerate(trajectories.methods):
         fig.add_trace(go.Scatter(x=steps, y=trajectories.losses[m, :, 0].clamp_min(1e-12).numpy(), mode="lines",
-                                 name=NAMES[method], line=dict(color=COLORS[method], width=1), opacity=0.8))
+                                 name=method_title(method), line=method_line(method, width=1), opacity=0.8))
     fig.add_vline(x=int(steps[step_index]), line=dict(color="black", dash="dot"))
     fig.update_layout(height=520, margin=dict(l=10, r=10, t=40, b=10), title="Loss at w (log scale)",
                       xaxis_title="step", yaxis=dict(title="L(w)", type="log"),
@@ -101,7 +99,7 @@ def loss_figure(trajectories, step_index: int) -> go.Figure:
 
 def map_figure(cmap, coloring: str) -> go.Figure:
     field = MAP_COLORINGS[coloring]
-    fig = make_subplots(rows=1, cols=len(cmap.methods), subplot_titles=[NAMES[m] for m in cmap.methods],
+    fig = make_subplots(rows=1, cols=len(cmap.methods), subplot_titles=[method_title(m) for m in cmap.methods],
                         shared_yaxes=True, horizontal_spacing=0.03)
     if field == "outcome":
         z, colorscale, zrange = cmap.outcome.float(), [[0, "#d62728"], [0.5, "#2ca02c"], [1, "#bcbd22"]], (0, 2)
@@ -143,7 +141,7 @@ with st.sidebar:
     lr = common.slider("learning rate α", "traj_lr", 0.001, 0.1, FIGURE3_CONFIG.lr, 0.001, format="%.3f")
     steps = common.slider("steps", "traj_steps", 100, 10_000, FIGURE3_CONFIG.steps, 100)
     rho = common.slider("ρ (SAM and ASAM)", "traj_rho", 0.0, 0.5, FIGURE3_CONFIG.rho, 0.01)
-    p = common.choice("ASAM's p", "traj_p", ["2", "inf"], "2")
+    p = common.choice("ASAM's p", "traj_p", list(TOY_P_CHOICES), "2")
     eta = common.slider("ASAM's η", "traj_eta", 0.0, 0.1, FIGURE3_CONFIG.eta, 0.005, format="%.3f")
     momentum = common.slider("momentum", "traj_momentum", 0.0, 0.95, FIGURE3_CONFIG.momentum, 0.05)
 
@@ -164,7 +162,7 @@ with right:
 summary = trajectories.summary()
 st.dataframe(
     pd.DataFrame({
-        "method": [NAMES[m] for m in trajectories.methods], "final w₁": summary["w1"], "final w₂": summary["w2"],
+        "method": [method_title(m) for m in trajectories.methods], "final w₁": summary["w1"], "final w₂": summary["w2"],
         "w₁·w₂": summary["w1*w2"], "w₁ / w₂": summary["w1/w2"], "final loss": summary["loss"],
         "distance moved": summary["moved"],
     }),
@@ -207,7 +205,7 @@ if show_map:
     counts = cmap.outcome_counts().tolist()
     st.caption(
         "Starts per outcome (stuck / converged / neither): "
-        + "; ".join(f"{NAMES[m]}: {' / '.join(map(str, c))}" for m, c in zip(cmap.methods, counts))
+        + "; ".join(f"{method_title(m)}: {' / '.join(map(str, c))}" for m, c in zip(cmap.methods, counts))
         + ". Converged means final loss < 5·10⁻³. Log₁₀ w₁/w₂ = 0 is the diagonal; grey cells never moved (stuck)."
         + ("" if loss.name == FIGURE3_LOSS else f" (This loss: {loss.title}.)")
     )
