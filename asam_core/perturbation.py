@@ -108,17 +108,19 @@ def _global_norm(tensors: Sequence[Tensor], ord: float, batched: bool) -> Tensor
     if batched:
         parts = [t if t.dim() == 1 else _norm_along(t.flatten(1), ord, 1) for t in tensors]
         return parts[0].abs() if len(parts) == 1 else _norm_along(torch.stack(parts), ord, 0)
-    short = [t for t in tensors if t.numel() <= _CHUNK]
-    partial = list(torch._foreach_norm(short, ord)) if short else []
+    short, rows = [], []
     for t in tensors:
-        if t.numel() > _CHUNK:
-            flat = t.reshape(-1)
-            whole = flat.numel() // _CHUNK * _CHUNK
-            rows = flat[:whole].view(-1, _CHUNK)
-            partial.append(torch.linalg.vector_norm(rows, 2, dim=1) if ord == 2 else _norm_along(rows, ord, 1))
-            if whole < flat.numel():
-                partial.append(torch.linalg.vector_norm(flat[whole:], ord))
-    return _norm_along(torch.cat([x.reshape(-1) for x in partial]).double(), ord, 0)
+        if t.numel() <= _CHUNK:
+            short.append(t)
+            continue
+        flat = t.reshape(-1)
+        whole = flat.numel() // _CHUNK * _CHUNK
+        rows.append(flat[:whole].view(-1, _CHUNK))
+        if whole < flat.numel():
+            short.append(flat[whole:])
+    partial = [torch.stack(torch._foreach_norm(short, ord))] if short else []
+    partial += [torch.linalg.vector_norm(r, 2, dim=1) if ord == 2 else _norm_along(r, ord, 1) for r in rows]
+    return _norm_along((torch.cat(partial) if len(partial) > 1 else partial[0]).double(), ord, 0)
 
 
 def _scale_(tensors: Sequence[Tensor], factor: Tensor, batched: bool) -> None:
