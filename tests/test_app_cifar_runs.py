@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from asam_core.runs.store import METRIC_FIELDS, RunStore, this_host
 from asam_core.train.config import RunConfig
+from views.common import shown
 
 PAGE = str(Path(__file__).resolve().parents[1] / "views" / "cifar_runs.py")
 
@@ -102,8 +104,92 @@ def test_finished_runs_in_the_url_show_table_curves_trajectories_and_csv(store):
 def test_an_unknown_run_in_the_url_is_named_and_ignored(store):
     run_id = finished_run(store)
     at = open_page({"cifar_runs": f"{run_id},99"})
-    assert "unknown runs ['99']" in at.warning[0].value
+    assert "unknown runs 99: ignored" in at.warning[0].value
     assert at.multiselect(key="cifar_compare").value == [run_id]
+
+
+@pytest.mark.parametrize("raw", ["²", "1,²", "[x](http://evil.example)", "9" * 40])
+def test_odd_run_ids_in_the_url_are_named_escaped_and_ignored(store, raw):
+    finished_run(store)
+    at = open_page({"cifar_runs": raw})
+    assert "http://" not in at.warning[0].value and "](" not in at.warning[0].value
+    assert at.multiselect(key="cifar_compare").value == ([1] if raw.startswith("1,") else [])
+
+
+def test_every_control_is_in_the_url_and_a_shared_url_restores_them(store):
+    at = open_page()
+    at.selectbox(key="cifar_preset").set_value("Paper Table 6: label noise 40%").run()
+    at.radio(key="cifar_member").set_value(1).run()
+    at.text_input(key="cifar_owner").input("grace").run()
+    at.number_input(key="cifar_f_epochs").set_value(7)
+    at.button(key="FormSubmitter:cifar_launch-Start run").click().run()
+    query = {k: at.query_params[k] for k in at.query_params}
+    query = {k: v if isinstance(v, str) else v[0] for k, v in query.items()}
+    assert query["cifar_preset"] == "Paper Table 6: label noise 40%" and query["cifar_member"] == "sam"
+    assert (query["cifar_owner"], query["cifar_f_epochs"]) == ("grace", "7")
+    shared = open_page(query)
+    assert shared.selectbox(key="cifar_preset").value == "Paper Table 6: label noise 40%"
+    assert (shared.radio(key="cifar_member").value, shared.text_input(key="cifar_owner").value) == (1, "grace")
+    assert (shared.number_input(key="cifar_f_epochs").value, shared.selectbox(key="cifar_f_model").value) == (7, "resnet32")
+
+
+def test_bad_form_values_in_the_url_are_named_and_the_preset_values_kept(store):
+    at = open_page({"cifar_f_epochs": "0", "cifar_preset": "nope", "cifar_f_label": "[x](http://evil.example)"})
+    warning = at.warning[0].value
+    assert shown("epochs: must be >= 1 (got '0')", 80) in warning and "is not a preset" in warning
+    assert "http://" not in warning
+    assert at.number_input(key="cifar_f_epochs").value == 8
+    assert at.text_input(key="cifar_f_label").value == "[x](http://evil.example)"  # a valid label: kept as text
+
+
+def test_a_run_over_an_hour_needs_the_confirmation_box(store):
+    at = open_page({"cifar_preset": "Paper Table 2: ResNet-20 CIFAR-10", "cifar_f_device": "cpu"})
+    at.button(key="FormSubmitter:cifar_launch-Start run").click().run()
+    assert "would take over an hour" in at.warning[0].value and store.list_runs() == []
+    at.checkbox(key="cifar_confirm_long").check().run()
+    at.button(key="FormSubmitter:cifar_launch-Start run").click().run()
+    assert [r.config.model for r in store.list_runs()] == ["resnet20"]
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused_naming_batch_size_and_model(store):
+    at = open_page({"cifar_f_model": "wrn28_10", "cifar_f_batch_size": "8192", "cifar_f_subset_per_class": "",
+                    "cifar_f_device": "cpu"})
+    at.checkbox(key="cifar_confirm_long").check().run()
+    at.button(key="FormSubmitter:cifar_launch-Start run").click().run()
+    message = at.error[0].value
+    assert "batch_size 8192 with model wrn28_10 needs about" in message and store.list_runs() == []
+
+
+def test_retry_button_puts_a_failed_run_back_in_the_queue(store):
+    run_id = store.submit(RunConfig(model="small_cnn"), "ada")
+    store.finish(store.claim(1, this_host()).lease, "failed", "its process was killed by signal 9")
+    at = open_page()
+    at.checkbox(key="cifar_retry_fresh").check().run()
+    at.button(key="cifar_retry").click().run()
+    run = store.get(run_id)
+    assert (run.status, run.error) == ("queued", "retried from scratch after: its process was killed by signal 9")
+
+
+def test_a_quarantined_row_is_listed_as_failed_and_the_page_keeps_working(store):
+    good, bad = finished_run(store), store.submit(RunConfig(), "ada")
+    with sqlite3.connect(store.db_path) as con:
+        con.execute("UPDATE runs SET config = '{\"epochs\": 0}' WHERE id = ?", (bad,))
+    at = open_page()
+    table = at.dataframe[0].value
+    assert table["status"].tolist() == ["failed", "done"] and "quarantined" in table["error"].tolist()[0]
+    assert at.multiselect(key="cifar_compare").value == [good]
+
+
+def test_a_corrupt_store_is_one_line_on_the_page(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    root.mkdir()
+    (root / "runs.sqlite3").write_bytes(b"not a database" * 100)
+    monkeypatch.setenv("ASAM_LAB_RUNS_DIR", str(root))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert at.error[0].value == (f"The run store cannot be used: {root.resolve()}/runs.sqlite3 is not a run store "
+                                 "(corrupt?): move it away or choose another folder")
 
 
 def test_cancel_button_cancels_a_queued_run(store):

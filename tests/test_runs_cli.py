@@ -1,16 +1,24 @@
 """The run-store commands of ``python -m asam_core.runs``: submit (JSON file, flags, preset), list,
-show, cancel, export; bad input is rejected with one readable line per field and queues nothing."""
+show, cancel, retry, export, gc, settings; every bad input is one line and exit code 2 and queues
+nothing; the commands that only read the store import no torch."""
 from __future__ import annotations
 
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from asam_core.runs.cli import main
 from asam_core.runs.store import METRIC_FIELDS, RunStore, this_host
 from asam_core.train.config import PRESETS, RunConfig
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -100,3 +108,76 @@ def test_list_show_cancel_and_export(store, tmp_path, capsys):
     assert [(r["run_id"], r["epoch"], r["test_acc"]) for r in rows] == [(str(done), "1", "0.25"), (str(done), "2", "0.5")]
     cli(capsys, "export", str(done), "--out", str(tmp_path / "m.csv"))
     assert (tmp_path / "m.csv").read_text() == out
+
+
+def test_retry_gc_and_settings(store, capsys):
+    run_id = store.submit(RunConfig(), "ada")
+    store.finish(store.claim(1, this_host()).lease, "failed", "boom")
+    orphan = store.root / "checkpoints" / "1"
+    orphan.mkdir(parents=True)
+    code, out, _ = cli(capsys, "retry", str(run_id), "--fresh")
+    assert code == 0 and out.startswith(f"run {run_id}: queued again, from scratch")
+    assert store.get(run_id).status == "queued"
+    code, _, err = cli(capsys, "retry", str(run_id))
+    assert code == 2 and err == f"error: run {run_id} is queued: only failed or cancelled runs can be retried\n"
+    code, out, _ = cli(capsys, "gc")
+    assert code == 0 and f"deleted {orphan}" in out and not orphan.exists()
+    assert cli(capsys, "settings", "--max-attempts", "3", "--keep-final-weights", "true")[1] == (
+        "max_attempts = 3\nkeep_final_weights = true\n")
+    code, out, _ = cli(capsys, "show", str(run_id))
+    assert "attempts 0 of max_attempts 3" in out and f"folder: {store.run_dir(store.get(run_id).key)}" in out
+    code, _, err = cli(capsys, "settings", "--max-attempts", "0")
+    assert code == 2 and "max_attempts: must be a whole number in [1, 100] (got 0)" in err
+
+
+def _bad_inputs(tmp_path):
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes('{"label": "café"}'.encode("latin-1"))
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    return [
+        (["submit", "--config", str(latin1)], "is not UTF-8 text"),
+        (["submit", "--config", str(empty)], "holds an empty list"),
+        (["submit", "--config", str(tmp_path / "missing.json")], "cannot read"),
+        (["submit", "--preset", ""], "unknown preset ''"),
+        (["submit", "--owner", "x" * 200], "owner: must have at most 100 characters"),
+        (["submit", "--lr", "1e9"], "lr: must be <= 10"),
+        (["submit", "--data-dir", "a\x01b\x00"], "data_dir"),
+        (["show", str(2**64)], "a run id is a whole number from 1 to"),
+        (["cancel", "-3"], "a run id is a whole number from 1 to"),
+        (["show", "7"], "no run with id 7"),
+        (["export", "--out", str(tmp_path / "no" / "such" / "m.csv")], "does not exist"),
+        (["worker", "--poll", "0"], "--poll must be"),
+        (["worker", "--poll", "nan"], "--poll must be"),
+        (["worker", "--poll", "1e9"], "--poll must be"),
+        (["worker", "--slots", "100000"], "--slots must be from 1 to the"),
+        (["list", "--status", "lost"], "invalid choice"),
+        (["frobnicate"], "invalid choice"),
+    ]
+
+
+def exit_code(argv: list[str]) -> int:
+    """main's return value, or the code argparse exits with."""
+    try:
+        return main(argv)
+    except SystemExit as exit:
+        return exit.code
+
+
+def test_every_bad_input_is_one_line_and_exit_code_2(store, tmp_path, capsys):
+    for argv, text in _bad_inputs(tmp_path):
+        code = exit_code(argv)
+        out, err = capsys.readouterr()
+        assert code == 2, argv
+        assert err.count("\n") == 1 and text in err and "Traceback" not in err, (argv, err)
+    assert store.list_runs() == []
+
+
+def test_commands_that_only_read_the_store_import_no_torch(store, tmp_path):
+    store.submit(RunConfig(), "ada")
+    probe = ("import sys; from asam_core.runs.cli import main; "
+             "codes = [main(a) for a in (['list'], ['show', '1'], ['cancel', '1'], ['retry', '1'], ['export'], "
+             "['gc'], ['settings'])]; print(codes, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            env={**os.environ, "ASAM_LAB_RUNS_DIR": str(store.root)}, cwd=ROOT)
+    assert result.stdout.strip().splitlines()[-1] == "[0, 0, 0, 0, 0, 0, 0] False"

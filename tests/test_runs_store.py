@@ -3,6 +3,7 @@ epochs, cancel, orphan requeue with capped attempts, retry, quarantine of invali
 and their folders, gc, schema migration, faults as one-line StoreErrors.  No training here."""
 from __future__ import annotations
 
+import gc
 import sqlite3
 import subprocess
 import sys
@@ -317,6 +318,7 @@ def test_a_corrupt_database_is_one_clear_line(tmp_path, damage):
     store = RunStore(tmp_path / "runs")
     store.submit(RunConfig(), "ada")
     del store
+    gc.collect()  # closes the store's connection: the WAL is merged into the database file
     path = tmp_path / "runs" / "runs.sqlite3"
     for extra in ("-wal", "-shm"):
         (tmp_path / "runs" / f"runs.sqlite3{extra}").unlink(missing_ok=True)

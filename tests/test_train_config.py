@@ -58,6 +58,26 @@ def test_invalid_values_give_one_readable_line_naming_field_and_range(options, l
     assert errors_of(**options) == [line]
 
 
+@pytest.mark.parametrize("options, line", [
+    ({"lr": 11}, "lr: must be <= 10 (got 11)"),
+    ({"rho": 1e6}, "rho: must be <= 10 (got 1000000.0)"),
+    ({"eta": 2}, "eta: must be <= 1 (got 2)"),
+    ({"weight_decay": 3}, "weight_decay: must be <= 1 (got 3)"),
+    ({"data_dir": "  "}, "data_dir: must not be blank (got '  ')"),
+    ({"data_dir": "a\0b"}, "data_dir: must not contain a NUL byte (got 'a\\x00b')"),
+])
+def test_values_beyond_what_a_user_could_mean_are_rejected(options, line):
+    assert errors_of(**options) == [line]
+
+
+def test_an_error_echoes_at_most_80_characters_of_a_bad_value():
+    (line,) = errors_of(data_dir="d" * 5000)
+    assert line.startswith("data_dir: must have at most 1024 characters (got 'ddd") and line.endswith("...)")
+    assert len(line.split("(got ", 1)[1]) <= 81
+    (line,) = errors_of(label="x" * 101)
+    assert line.startswith("label: must have at most 100 characters")
+
+
 def test_every_bad_field_is_reported_at_once():
     lines = errors_of(rho=-1, epochs=0, model="resnet18")
     assert [line.split(":")[0] for line in lines] == ["model", "rho", "epochs"]

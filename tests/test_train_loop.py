@@ -139,7 +139,8 @@ def test_resume_with_other_settings_fails_and_names_them(data_dir, tmp_path):
 
 def test_diverging_run_fails_with_the_reason(data_dir, tmp_path):
     sink = Recorder()
-    result = train(tiny(data_dir, optimizer="sam", lr=1e30, epochs=3), sink, tmp_path)
+    exploding = tiny(data_dir, optimizer="sam", epochs=3).model_copy(update={"lr": 1e30})  # past RunConfig's bound
+    result = train(exploding, sink, tmp_path)
     assert result.status == "failed"
     assert "not finite" in result.reason and "training loss became" in result.reason
     assert all(math.isfinite(loss) for _, _, loss in sink.steps)

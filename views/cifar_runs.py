@@ -3,25 +3,28 @@
 The page is a viewer over the run store (asam_core.runs.store, folder $ASAM_LAB_RUNS_DIR or
 ./runs): a background worker process trains the runs, so a browser refresh loses nothing.  The
 page starts a worker (asam_core.runs.launcher) when runs are queued and none is alive, unless
-ASAM_LAB_WORKER_AUTOSTART=0.  The compared runs live in the URL (``?cifar_runs=3,5``).
+ASAM_LAB_WORKER_AUTOSTART=0.  Before queuing, each run's memory and time are estimated
+(asam_core.runs.resources): a run that cannot fit is refused, one over an hour needs the
+confirmation box.  The URL holds the preset, its member, the owner, every form field that
+differs from the preset (``cifar_f_<field>``) and the compared runs (``?cifar_runs=3,5``).
 """
 import os
 
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.colors import qualitative
-from plotly.subplots import make_subplots
 from pydantic import ValidationError
+from streamlit.delta_generator import DeltaGenerator
 
-from asam_core.runs import views
+from asam_core.runs import reports, resources
 from asam_core.runs.launcher import ensure_worker
-from asam_core.runs.store import RunRecord, RunStore, default_root, this_host
-from asam_core.train.config import PRESET_DESCRIPTIONS, PRESETS, RunConfig, format_validation_error
+from asam_core.runs.store import RunRecord, RunStore, StoreError, default_root, this_host
+from asam_core.train.config import PRESET_DESCRIPTIONS, PRESETS, RunConfig, find_preset, format_validation_error
+from views import cifar_figures as figures
+from views import cifar_form as form
+from views.common import shown
 
 AUTOSTART_WORKER = os.environ.get("ASAM_LAB_WORKER_AUTOSTART", "1") != "0"
 MAIN_FIELDS = ("optimizer", "model", "rho", "epochs", "subset_per_class", "lr", "batch_size", "label")
-PALETTE = qualitative.Plotly
-FIELDS = views.form_fields()
+FIELDS = form.form_fields()
 
 
 @st.cache_resource
@@ -29,26 +32,94 @@ def run_store(root: str) -> RunStore:
     return RunStore(root)
 
 
-store = run_store(str(default_root().resolve()))
+st.title("CIFAR runs")
+st.write(
+    "Queue training runs of SGD, SAM and ASAM on CIFAR and watch them train. A background worker "
+    "process trains each run in its own process; you can close or refresh this page at any time."
+)
+try:
+    store = run_store(str(default_root().resolve()))
+except StoreError as err:
+    st.error(f"The run store cannot be used: {err}")
+    st.stop()
+
+
+def preset_member() -> RunConfig:
+    return PRESETS[st.session_state.cifar_preset][st.session_state.cifar_member]
 
 
 def load_preset() -> None:
     """Fill the form with the chosen preset member."""
-    config = PRESETS[st.session_state.cifar_preset][st.session_state.cifar_member]
-    for name, value in views.form_values(config).items():
-        st.session_state[f"cifar_f_{name}"] = value
+    for name, value in form.form_values(preset_member()).items():
+        st.session_state[f"{form.URL_PREFIX}{name}"] = value
 
 
-def queued(run_ids: list[int]) -> None:
-    """After a submission: show the new runs in the comparison and make sure a worker runs."""
+def state_from_url() -> None:
+    """First run of a session: preset, member, owner and form fields from the URL (bad ones named and ignored)."""
+    query, problems = st.query_params, []
+    try:
+        st.session_state.cifar_preset = find_preset(query.get("cifar_preset", next(iter(PRESETS))))
+    except KeyError:
+        problems.append(f"cifar_preset = {shown(query['cifar_preset'])} is not a preset")
+        st.session_state.cifar_preset = next(iter(PRESETS))
+    members = [c.optimizer for c in PRESETS[st.session_state.cifar_preset]]
+    member = query.get("cifar_member", "asam")
+    if member not in members:
+        problems.append(f"cifar_member = {shown(member)} is not one of {members}")
+        member = "asam"
+    st.session_state.cifar_member = members.index(member)
+    st.session_state.cifar_owner = query.get("cifar_owner", "")
+    values, rejected = form.form_from_url(query.to_dict(), preset_member())
+    problems += [shown(line, 80) for line in rejected]
+    for name, value in values.items():
+        st.session_state[f"{form.URL_PREFIX}{name}"] = value
+    if problems:
+        st.warning("Ignored from the URL: " + "; ".join(problems))
+
+
+def state_to_url() -> None:
+    """The page's controls in the URL (form fields only where they differ from the preset)."""
+    values = {s.name: st.session_state.get(f"{form.URL_PREFIX}{s.name}") for s in FIELDS}
+    wanted = {"cifar_preset": st.session_state.cifar_preset,
+              "cifar_member": preset_member().optimizer,
+              **({"cifar_owner": st.session_state.cifar_owner} if st.session_state.get("cifar_owner") else {}),
+              **form.form_to_url(values, preset_member())}
+    for key in [k for k in st.query_params if k.startswith(form.URL_PREFIX) or k == "cifar_owner"]:
+        if key not in wanted:
+            del st.query_params[key]
+    for key, value in wanted.items():
+        if st.query_params.get(key) != value:
+            st.query_params[key] = value
+
+
+def queue(configs: list[RunConfig], owner: str, where: DeltaGenerator) -> None:
+    """Estimate, refuse what cannot fit, ask for runs over an hour, then queue and make sure a worker runs."""
+    estimates = [resources.estimate(c, resources.finished_runs(store)) for c in configs]
+    refused = [f"{c.label or c.optimizer}: {resources.refusal(c, e)}" for c, e in zip(configs, estimates)
+               if not e.fits]
+    if refused:
+        where.error("Nothing was queued: " + " ".join(refused))
+        return
+    long = [f"{c.label or c.optimizer} ({resources.duration(e.seconds)})" for c, e in zip(configs, estimates)
+            if e.needs_confirmation]
+    if long and not st.session_state.get("cifar_confirm_long"):
+        where.warning(f"Nothing was queued: {', '.join(long)} would take over an hour on {estimates[0].device}. "
+                      "Tick “I accept runs over an hour” and press the button again.")
+        return
+    try:
+        run_ids = [store.submit(c, owner) for c in configs]
+    except ValueError as err:
+        where.error(f"Nothing was queued: {err}")
+        return
     st.session_state.cifar_compare = list(dict.fromkeys(st.session_state.get("cifar_compare", []) + run_ids))
-    st.success(f"Queued run{'s' if len(run_ids) > 1 else ''} {', '.join(f'#{i}' for i in run_ids)}.")
+    where.success(f"Queued run{'s' if len(run_ids) > 1 else ''} {', '.join(f'#{i}' for i in run_ids)}: "
+                  + "; ".join(resources.summary(e) for e in estimates[:1]) + ".")
     if AUTOSTART_WORKER and ensure_worker(store):
         st.toast("Started a background worker.")
 
 
-def field_widget(spec: views.FieldSpec) -> None:
-    key, label = f"cifar_f_{spec.name}", spec.name
+def field_widget(spec: form.FieldSpec) -> None:
+    key, label = f"{form.URL_PREFIX}{spec.name}", spec.name
     if spec.kind == "select":
         default_text = "default for the optimizer"
         st.selectbox(label, spec.options, key=key, help=spec.help, placeholder=default_text,
@@ -63,16 +134,8 @@ def field_widget(spec: views.FieldSpec) -> None:
                         placeholder="default" if spec.optional else "required")
 
 
-st.title("CIFAR runs")
-st.write(
-    "Queue training runs of SGD, SAM and ASAM on CIFAR and watch them train. A background worker "
-    "process trains the runs one after another; you can close or refresh this page at any time."
-)
-
-st.session_state.setdefault("cifar_preset", next(iter(PRESETS)))
-st.session_state.setdefault("cifar_member", 2)
-if "cifar_f_optimizer" not in st.session_state:
-    load_preset()
+if "cifar_preset" not in st.session_state:
+    state_from_url()
 
 st.subheader("Start a run")
 left, right = st.columns([2, 3])
@@ -81,10 +144,16 @@ members = [config.optimizer.upper() for config in PRESETS[st.session_state.cifar
 left.radio("Optimizer of the preset", range(len(members)), key="cifar_member", on_change=load_preset,
            horizontal=True, format_func=members.__getitem__)
 right.caption(PRESET_DESCRIPTIONS[st.session_state.cifar_preset])
+preset_estimates = [resources.estimate(c, resources.finished_runs(store)) for c in PRESETS[st.session_state.cifar_preset]]
+right.caption("Estimated per run here: " + "; ".join(
+    f"{c.optimizer.upper()} {resources.summary(e)}" for c, e in zip(PRESETS[st.session_state.cifar_preset], preset_estimates)))
 owner = left.text_input("Your name", key="cifar_owner", placeholder="anonymous",
                         help="Shown as the owner of the runs you queue.")
+left.checkbox("I accept runs over an hour", key="cifar_confirm_long",
+              help="Runs estimated to take more than an hour are queued only with this ticked.")
+preset_result = left.container()
 if left.button(f"Queue all three runs of “{st.session_state.cifar_preset}”", key="cifar_queue_preset"):
-    queued([store.submit(config, owner) for config in PRESETS[st.session_state.cifar_preset]])
+    queue(PRESETS[st.session_state.cifar_preset], owner, preset_result)
 
 with st.form("cifar_launch"):
     st.caption("The form holds the chosen preset; change any field. Hover over a field's question mark for its allowed values.")
@@ -100,14 +169,17 @@ with st.form("cifar_launch"):
     errors = st.container()
     submitted = st.form_submit_button("Start run", type="primary")
 
-if submitted:
-    try:
-        config = RunConfig.model_validate({s.name: st.session_state[f"cifar_f_{s.name}"] for s in FIELDS})
-    except ValidationError as err:
+try:
+    form_config = RunConfig.model_validate({s.name: st.session_state[f"{form.URL_PREFIX}{s.name}"] for s in FIELDS})
+except ValidationError as err:
+    if submitted:
         errors.error("Nothing was queued. Please fix:\n\n" + "\n".join(
             f"- {line}" for line in format_validation_error(err).splitlines()))
-    else:
-        queued([store.submit(config, owner)])
+else:
+    st.caption(f"This run: {resources.summary(resources.estimate(form_config, resources.finished_runs(store)))}.")
+    if submitted:
+        queue([form_config], owner, errors)
+state_to_url()
 
 
 def cancel(run_id: int) -> None:
@@ -115,87 +187,89 @@ def cancel(run_id: int) -> None:
     st.toast(f"Run #{run_id}: {'cancelled' if status == 'cancelled' else 'stopping at its next step'}.")
 
 
-def curves_figure(runs: list[RunRecord], metrics: list[dict]) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Accuracy", "Loss"))
-    for t in views.curve_traces(runs, metrics):
-        fig.add_trace(go.Scatter(
-            x=t.epochs, y=t.values, name=t.name, mode="lines+markers", legendgroup=t.name,
-            showlegend=t.panel == "accuracy", line=dict(color=PALETTE[t.color_index % len(PALETTE)], dash=t.dash),
-        ), row=1, col=1 if t.panel == "accuracy" else 2)
-    fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(title_text="accuracy (%)", row=1, col=1)
-    fig.update_yaxes(title_text="cross-entropy loss", row=1, col=2)
-    fig.update_layout(height=420, legend=dict(orientation="h", y=-0.2), margin=dict(t=40))
-    return fig
-
-
-def trajectory_figure(group: views.TrajectoryGroup) -> go.Figure:
-    fig = go.Figure()
-    for path in group.paths:
-        fig.add_trace(go.Scatter(
-            x=path.x, y=path.y, name=path.name, mode="lines+markers", customdata=path.epochs,
-            line=dict(color=PALETTE[path.color_index % len(PALETTE)]),
-            hovertemplate="epoch %{customdata}<br>x = %{x:.3g}<br>y = %{y:.3g}",
-        ))
-    fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers+text", text=["w₀"], textposition="top left",
-                             marker=dict(color="black", size=10, symbol="x"), name="w₀ (initial weights)"))
-    fig.update_layout(title=f"Weights w ≈ w₀ + x·d₁ + y·d₂ ({group.title})", height=420,
-                      xaxis_title="x (along d₁)", yaxis_title="y (along d₂)", legend=dict(orientation="h", y=-0.2))
-    return fig
+def retry(run_id: int, fresh: bool) -> None:
+    try:
+        store.retry(run_id, fresh=fresh)
+    except (ValueError, StoreError) as err:
+        st.toast(str(err))
+        return
+    st.toast(f"Run #{run_id} is back in the queue{' (from scratch)' if fresh else ''}.")
+    if AUTOSTART_WORKER:
+        ensure_worker(store)
 
 
 @st.fragment(run_every=2)
 def live_runs() -> None:
-    """Runs table, cancel buttons, comparison charts and CSV: refreshed every 2 s."""
+    """Runs table, cancel and retry buttons, comparison charts and CSV: refreshed every 2 s."""
+    try:
+        show_runs()
+    except StoreError as err:
+        st.error(f"The run store cannot be read: {err}")
+
+
+def show_runs() -> None:
     if AUTOSTART_WORKER and ensure_worker(store):
         st.toast("Started a background worker for the queued runs.")
     runs = store.list_runs()
     if not runs:
         st.info("No runs yet: queue one above.")
         return
-    by_id = {run.id: run for run in runs}
     workers = len(store.live_workers(this_host()))
     st.caption(f"{workers} worker process{'es' if workers != 1 else ''} running; runs and worker log in "
                f"`{store.root}` (command line: `python -m asam_core.runs --help`).")
-    st.dataframe(views.run_rows(runs, store.best_test_acc()), hide_index=True, key="cifar_table", column_config={
+    st.dataframe(reports.run_rows(runs, store.best_test_acc()), hide_index=True, key="cifar_table", column_config={
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
         "best test acc (%)": st.column_config.NumberColumn(format="%.2f"),
         "rho": st.column_config.NumberColumn(format="%g"),
     })
-    active = [run for run in runs if run.status in ("queued", "running")]
-    for run in active:
+    for run in (run for run in runs if run.status in ("queued", "running")):
         text, button = st.columns([5, 1])
-        stopping = " (stopping)" if run.cancel_requested else ""
-        text.write(f"**{views.run_name(run)}**: {run.status}{stopping}, {run.progress:.0%}, by {run.owner}")
+        text.write(f"**{reports.run_name(run)}**: {reports.status_text(run)}, {run.progress:.0%}, by {run.owner}")
         button.button("Cancel", key=f"cifar_cancel_{run.id}", on_click=cancel, args=(run.id,),
                       disabled=run.cancel_requested)
+    retryable = [run for run in runs if run.status in ("failed", "cancelled") and run.config is not None]
+    if retryable:
+        by_id = {run.id: run for run in retryable}
+        pick, fresh, button = st.columns([4, 1, 1])
+        chosen = pick.selectbox("Retry a failed or cancelled run", list(by_id), key="cifar_retry_run",
+                                format_func=lambda i: f"{reports.run_name(by_id[i])}: {by_id[i].error or 'cancelled'}")
+        from_scratch = fresh.checkbox("from scratch", key="cifar_retry_fresh",
+                                      help="Start over instead of resuming from the last checkpoint.")
+        button.button("Retry", key="cifar_retry", on_click=retry, args=(chosen, from_scratch))
+    compare(runs)
 
+
+def compare(runs: list[RunRecord]) -> None:
+    by_id = {run.id: run for run in runs if run.config is not None}
     if "cifar_compare" not in st.session_state:
-        chosen, rejected = views.parse_run_ids(st.query_params.get("cifar_runs"), list(by_id))
+        chosen, rejected = form.parse_run_ids(st.query_params.get("cifar_runs"), list(by_id))
         if rejected:
-            st.warning(f"URL parameter `cifar_runs` names unknown runs {rejected}: ignored.")
+            st.warning(f"URL parameter `cifar_runs` names unknown runs {shown(', '.join(rejected))}: ignored.")
         st.session_state.cifar_compare = chosen if "cifar_runs" in st.query_params else list(by_id)[-3:]
     # Re-stated on every run so that every render carries the value: a browser that missed the first
     # render (a 2-s refresh arriving while a slow first run still draws) would otherwise send back [].
-    st.session_state.cifar_compare = st.session_state.cifar_compare
+    st.session_state.cifar_compare = [i for i in st.session_state.cifar_compare if i in by_id]
     selected = st.multiselect("Compare runs", list(by_id), key="cifar_compare",
-                              format_func=lambda i: views.run_name(by_id[i]))
+                              format_func=lambda i: reports.run_name(by_id[i]))
     st.query_params["cifar_runs"] = ",".join(str(i) for i in selected)
     if not selected:
         st.info("Pick runs to compare.")
         return
     chosen_runs = [by_id[i] for i in selected]
+    steps = figures.step_loss_traces(chosen_runs, store.step_losses(selected))
+    if steps:
+        st.plotly_chart(figures.step_loss_figure(steps), key="cifar_steps")
     metrics = store.metrics(selected)
     if not metrics:
         st.info("The curves appear when the first epoch of a compared run has finished.")
         return
-    st.plotly_chart(curves_figure(chosen_runs, metrics), key="cifar_curves")
-    for group in views.trajectory_groups(chosen_runs, metrics):
-        st.plotly_chart(trajectory_figure(group), key=f"cifar_traj_{group.title}")
+    st.plotly_chart(figures.curves_figure(figures.curve_traces(chosen_runs, metrics)), key="cifar_curves")
+    for group in figures.trajectory_groups(chosen_runs, metrics):
+        st.plotly_chart(figures.trajectory_figure(group), key=f"cifar_traj_{group.title}")
     st.caption("Trajectories: each epoch's weights projected on the plane through the initial weights w₀ "
                "spanned by two filter-normalized random directions d₁, d₂ (Li et al. 2018); runs with the "
                "same dataset, model and seed start at the same w₀ and share the plane.")
-    st.download_button("Download metrics (CSV)", views.metrics_csv(chosen_runs, metrics), key="cifar_csv",
+    st.download_button("Download metrics (CSV)", reports.metrics_csv(chosen_runs, metrics), key="cifar_csv",
                        file_name="cifar_runs_metrics.csv", mime="text/csv", on_click="ignore")
 
 

@@ -3,12 +3,27 @@
 Each widget reads its first value from the URL (falling back to ``default`` with a visible
 warning that names the parameter and its allowed values when the URL holds a bad one), then
 writes its current value back to the URL on every run.  Keys must be unique across pages.
+
+A value from the URL is shown only through ``shown``: shortened and with every Markdown
+character escaped, so a crafted link cannot put a clickable link or a remote image on the page.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Sequence
 
 import streamlit as st
+
+SHOWN_CHARS = 40
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&@\"'^%])")
+
+
+def shown(raw: str, limit: int = SHOWN_CHARS) -> str:
+    """``raw`` (a URL value) as inert Markdown text: at most ``limit`` characters (then "…"), line
+    breaks as spaces, every Markdown character backslash-escaped."""
+    text = " ".join(str(raw).split())
+    text = text if len(text) <= limit else text[:limit] + "…"
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 def _from_url(key: str, default: Any, parse: Callable[[str], Any], valid: Callable[[Any], bool], allowed: str) -> None:
@@ -24,7 +39,7 @@ def _from_url(key: str, default: Any, parse: Callable[[str], Any], valid: Callab
         if parsed is not None and valid(parsed):
             value = parsed
         else:
-            st.warning(f"URL parameter `{key}={raw}` ignored: {key} must be {allowed}. Using {default!r}.")
+            st.warning(f"URL parameter `{key}` = {shown(raw)} ignored: {key} must be {allowed}. Using {default!r}.")
     st.session_state[key] = value
 
 

@@ -8,9 +8,14 @@ steps.jsonl (training loss every log_every_steps steps, appended: after a resume
 epoch's steps appear again), checkpoint.pt, result.json.  Ctrl-C stops a run after the
 current step; ``--resume`` continues it from its last epoch.
 
-``submit`` (same config sources as ``run``), ``list``, ``show``, ``cancel``, ``export`` (CSV) and
-``worker`` work on the run store (asam_core.runs.store; ``--root DIR``, default
-$ASAM_LAB_RUNS_DIR or ./runs): ``submit`` queues, a ``worker`` process trains in the background.
+``submit`` (same config sources as ``run``; estimates memory and time first and refuses a run
+that cannot fit), ``list``, ``show``, ``cancel``, ``retry`` (``--fresh``), ``export`` (CSV),
+``gc``, ``settings`` and ``worker`` work on the run store (asam_core.runs.store; ``--root DIR``,
+default $ASAM_LAB_RUNS_DIR or ./runs): ``submit`` queues, a ``worker`` process trains in the
+background.  The commands that only read or edit the store import no torch.
+
+Errors: bad input is one line on stderr and exit code 2; a store fault (corrupt database,
+read-only folder, full disk) one line and exit code 1.  Never a traceback for either.
 
 Each command is a ``add_<name>_command(subparsers)`` function that registers its parser and
 sets ``handler``; ``add_config_options`` / ``configs_from_args`` are shared by commands that
@@ -24,6 +29,7 @@ import getpass
 import hashlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -31,22 +37,48 @@ import textwrap
 import typing
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, NoReturn
 
 from pydantic import ValidationError
 
-from asam_core.runs import views
-from asam_core.runs.store import METRIC_FIELDS, ROOT_ENV, STATUSES, RunRecord, RunStore, UnknownRun, this_host
-from asam_core.runs.worker import run_worker
+from asam_core.runs import reports
+from asam_core.runs.store import (
+    DEFAULT_SETTINGS, ROOT_ENV, STATUSES, RunRecord, RunStore, StoreError, UnknownRun, this_host,
+)
+from asam_core.train.checkpoint import CHECKPOINT_NAME
 from asam_core.train.config import PRESET_DESCRIPTIONS, PRESETS, RunConfig, find_preset, format_validation_error
-from asam_core.train.loop import CHECKPOINT_NAME, EpochMetrics, RunResult, train
+from asam_core.train.metrics import METRIC_FIELDS, EpochMetrics
 from asam_core.train.progress import ProgressBar
 
+if TYPE_CHECKING:
+    from asam_core.train.loop import RunResult
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+MAX_POLL_S = 5.0
+MAX_RUN_ID = 2**63 - 1
 
 
 class UsageError(Exception):
     """Bad command-line input; the message is shown as is."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line ("error: ... (see --help)") and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def run_id(text: str) -> int:
+    """argparse type of a run id: a whole number in [1, 2**63 - 1]."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_RUN_ID:
+        raise argparse.ArgumentTypeError(f"a run id is a whole number from 1 to {MAX_RUN_ID} (got {text[:40]!r})")
+    return value
 
 
 _DEFAULT_TEXT = {"rho": "the paper's for the dataset and optimizer", "normalization": "none for sam, element for asam",
@@ -79,17 +111,23 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _base_options(args: argparse.Namespace) -> list[dict[str, Any]]:
-    if args.preset:
+    if args.preset is not None:
         try:
             return [config.options() for config in PRESETS[find_preset(args.preset)]]
         except KeyError as err:
             raise UsageError(err.args[0]) from None
-    if args.config:
+    if args.config is not None:
         try:
-            loaded = json.loads(args.config.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise UsageError(f"cannot read {args.config}: {err}") from None
+            loaded = json.loads(args.config.read_bytes().decode("utf-8"))
+        except OSError as err:
+            raise UsageError(f"cannot read {args.config}: {err.strerror}") from None
+        except UnicodeDecodeError as err:
+            raise UsageError(f"{args.config} is not UTF-8 text (byte {err.start}): save it as UTF-8 JSON") from None
+        except json.JSONDecodeError as err:
+            raise UsageError(f"{args.config} is not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})") from None
         loaded = loaded if isinstance(loaded, list) else [loaded]
+        if not loaded:
+            raise UsageError(f"{args.config} holds an empty list: give at least one run config")
         if not all(isinstance(item, dict) for item in loaded):
             raise UsageError(f"{args.config} must hold a JSON object or a list of objects")
         return loaded
@@ -104,8 +142,9 @@ def _validated(options_list: list[dict[str, Any]], args: argparse.Namespace) -> 
         try:
             configs.append(RunConfig.model_validate({**options, **overrides}))
         except ValidationError as err:
-            raise UsageError("invalid run config:\n" + format_validation_error(err)) from None
-    if args.only:
+            problems = format_validation_error(err)
+            raise UsageError("invalid run config:" + ("\n" if "\n" in problems else " ") + problems) from None
+    if args.only is not None:
         keep = set(args.only.split(","))
         configs = [c for c in configs if c.optimizer in keep]
         if not configs:
@@ -183,8 +222,10 @@ def _ctrl_c_stops(sink: ConsoleSink) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def run_in_foreground(config: RunConfig, out_dir: Path, resume: bool) -> RunResult:
+def run_in_foreground(config: RunConfig, out_dir: Path, resume: bool) -> "RunResult":
     """Train ``config`` into ``out_dir`` with console output; writes config.json and result.json."""
+    from asam_core.train.loop import train
+
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(out_dir / "config.json", config.model_dump_json(indent=2))
     print(f"== {config.label or config.optimizer}: {config.model} on {config.dataset}, {config.epochs} epochs -> {out_dir}",
@@ -219,7 +260,11 @@ def _run_command(args: argparse.Namespace) -> int:
                              "or choose another --out")
     code = EXIT_OK
     for config, out_dir in zip(configs, dirs):
-        result = run_in_foreground(config, out_dir, args.resume)
+        try:
+            result = run_in_foreground(config, out_dir, args.resume)
+        except OSError as err:
+            print(f"error: cannot write {err.filename or out_dir}: {err.strerror}", file=sys.stderr)
+            return EXIT_FAILED
         if result.status == "cancelled":
             return EXIT_INTERRUPTED
         if result.status == "failed":
@@ -242,7 +287,7 @@ def add_run_command(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_command)
 
 
-# --- the run store: submit, list, show, cancel, export, worker ---------------------------------
+# --- the run store: submit, list, show, cancel, retry, export, gc, settings, worker ------------
 
 LIST_COLUMNS = ("run", "status", "progress", "optimizer", "rho", "model", "epochs", "best test acc (%)", "owner",
                 "created", "label")
@@ -255,6 +300,11 @@ def _store_parser(subparsers: argparse._SubParsersAction, name: str, help: str) 
     return parser
 
 
+def _existing_store(args: argparse.Namespace) -> RunStore:
+    """The store of a command that only reads or edits runs: never created where there is none."""
+    return RunStore(args.root, create=False)
+
+
 def _run_ids(store: RunStore, ids: list[int]) -> list[RunRecord]:
     try:
         return [store.get(run_id) for run_id in ids]
@@ -263,38 +313,58 @@ def _run_ids(store: RunStore, ids: list[int]) -> list[RunRecord]:
 
 
 def _submit_command(args: argparse.Namespace) -> int:
+    from asam_core.runs import resources
+
+    configs = configs_from_args(args)
     store = RunStore(args.root)
-    for config in configs_from_args(args):
-        print(f"queued run {store.submit(config, args.owner)}: {config.optimizer} {config.model}"
-              f"{' ' + repr(config.label) if config.label else ''}, {config.epochs} epochs")
+    finished = resources.finished_runs(store)
+    estimates = [resources.estimate(config, finished) for config in configs]
+    for config, estimate in zip(configs, estimates):
+        problem = resources.refusal(config, estimate)
+        if problem:
+            raise UsageError(f"{config.label or config.optimizer}: {problem}; nothing was queued")
+    for config, estimate in zip(configs, estimates):
+        try:
+            run = store.submit(config, args.owner)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        print(f"queued run {run}: {config.optimizer} {config.model}"
+              f"{' ' + repr(config.label) if config.label else ''}, {config.epochs} epochs, "
+              f"{resources.summary(estimate)}")
     if not store.live_workers(this_host()):
         print(f"no worker is running; start one with: python -m asam_core.runs worker --root {store.root}")
     return EXIT_OK
 
 
 def _list_command(args: argparse.Namespace) -> int:
-    store = RunStore(args.root)
-    rows = views.run_rows(store.list_runs(args.status), store.best_test_acc())
-    print(views.text_table([{**row, "progress": f"{row['progress']:.0%}"} for row in rows], LIST_COLUMNS))
+    store = _existing_store(args)
+    rows = reports.run_rows(store.list_runs(args.status), store.best_test_acc())
+    brief = {run.id: reports.status_text(run, brief=True) for run in store.list_runs(args.status)}
+    print(reports.text_table([{**row, "progress": f"{row['progress']:.0%}", "status": brief[row["run"]]}
+                              for row in rows], LIST_COLUMNS))
     return EXIT_OK
 
 
 def _show_command(args: argparse.Namespace) -> int:
-    store = RunStore(args.root)
+    store = _existing_store(args)
     (run,) = _run_ids(store, [args.run_id])
-    print(f"run {run.id}: {run.status}{' (cancel requested)' if run.cancel_requested and run.status == 'running' else ''}"
-          f", {run.progress:.0%}, owner {run.owner}, attempts {run.attempts}")
+    settings = store.settings()
+    print(f"run {run.id}: {reports.status_text(run)}, {run.progress:.0%}, owner {run.owner}, "
+          f"attempts {run.attempts} of max_attempts {settings['max_attempts']}")
+    print(f"folder: {store.run_dir(run.key)} (key {run.key})")
     if run.worker_pid is not None:
-        print(f"worker: pid {run.worker_pid} on {run.worker_host}")
-    if run.error:
+        process = f", run process {run.run_pid}" if run.run_pid is not None else ""
+        print(f"worker: pid {run.worker_pid} on {run.worker_host}{process}")
+    if run.error and run.status != "queued":
         print(f"error: {run.error}")
-    print(run.config.model_dump_json(indent=2))
-    print(views.text_table(store.metrics([run.id]), METRIC_FIELDS))
+    if run.config is not None:
+        print(run.config.model_dump_json(indent=2))
+    print(reports.text_table(store.metrics([run.id]), METRIC_FIELDS))
     return EXIT_OK
 
 
 def _cancel_command(args: argparse.Namespace) -> int:
-    store = RunStore(args.root)
+    store = _existing_store(args)
     for run in _run_ids(store, args.run_ids):
         status = store.request_cancel(run.id)
         print(f"run {run.id}: " + {"cancelled": "cancelled", "running": "stops at its next step"}.get(
@@ -302,23 +372,68 @@ def _cancel_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _retry_command(args: argparse.Namespace) -> int:
+    store = _existing_store(args)
+    for run in _run_ids(store, args.run_ids):
+        try:
+            store.retry(run.id, fresh=args.fresh)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        print(f"run {run.id}: queued again, " + ("from scratch" if args.fresh else "resuming from its last checkpoint"))
+    if not store.live_workers(this_host()):
+        print(f"no worker is running; start one with: python -m asam_core.runs worker --root {store.root}")
+    return EXIT_OK
+
+
 def _export_command(args: argparse.Namespace) -> int:
-    store = RunStore(args.root)
+    if args.out is not None and not args.out.parent.is_dir():
+        raise UsageError(f"cannot write {args.out}: the folder {args.out.parent} does not exist")
+    store = _existing_store(args)
     runs = _run_ids(store, args.run_ids) if args.run_ids else store.list_runs()
-    text = views.metrics_csv(runs, store.metrics([run.id for run in runs]))
+    text = reports.metrics_csv(runs, store.metrics([run.id for run in runs]))
     if args.out is None:
         sys.stdout.write(text)
-    else:
+        return EXIT_OK
+    try:
         _write_atomic(args.out, text)
+    except OSError as err:
+        raise UsageError(f"cannot write {args.out}: {err.strerror}") from None
+    return EXIT_OK
+
+
+def _gc_command(args: argparse.Namespace) -> int:
+    removed = _existing_store(args).gc()
+    for path in removed:
+        print(f"deleted {path}")
+    print(f"{len(removed)} path(s) deleted")
+    return EXIT_OK
+
+
+def _settings_command(args: argparse.Namespace) -> int:
+    store = _existing_store(args)
+    for name in DEFAULT_SETTINGS:
+        value = getattr(args, name)
+        if value is not None:
+            try:
+                store.set_setting(name, value)
+            except ValueError as err:
+                raise UsageError(str(err)) from None
+    for name, value in store.settings().items():
+        print(f"{name} = {str(value).lower() if isinstance(value, bool) else value}")
     return EXIT_OK
 
 
 def _worker_command(args: argparse.Namespace) -> int:
-    if args.slots < 1:
-        raise UsageError(f"--slots must be >= 1 (got {args.slots})")
+    cores = os.cpu_count() or 1
+    if not 1 <= args.slots <= cores:
+        raise UsageError(f"--slots must be from 1 to the {cores} CPU core(s) of this machine (got {args.slots})")
+    if not (math.isfinite(args.poll) and 0 < args.poll <= MAX_POLL_S):
+        raise UsageError(f"--poll must be a number of seconds in (0, {MAX_POLL_S:g}] (got {args.poll})")
+    from asam_core.runs.worker import run_worker
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    run_worker(RunStore(args.root), slots=args.slots, exit_when_idle=args.exit_when_idle, poll=args.poll)
-    return EXIT_OK
+    stopped = run_worker(RunStore(args.root), slots=args.slots, exit_when_idle=args.exit_when_idle, poll=args.poll)
+    return EXIT_OK if stopped is None else EXIT_FAILED
 
 
 def _default_owner() -> str:
@@ -328,8 +443,15 @@ def _default_owner() -> str:
         return "anonymous"
 
 
+def _bool(text: str) -> bool:
+    """argparse type: true / false."""
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"must be true or false (got {text[:40]!r})")
+    return text.lower() == "true"
+
+
 def add_store_commands(subparsers: argparse._SubParsersAction) -> None:
-    """``submit``, ``list``, ``show``, ``cancel``, ``export`` and ``worker`` over the run store."""
+    """``submit``, ``list``, ``show``, ``cancel``, ``retry``, ``export``, ``gc``, ``settings`` and ``worker``."""
     parser = _store_parser(subparsers, "submit", "queue runs for the background worker")
     add_config_options(parser)
     parser.add_argument("--owner", default=_default_owner(), help="who queued the runs (default: your user name)")
@@ -339,28 +461,46 @@ def add_store_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--status", action="append", choices=STATUSES, help="only runs with this status (repeatable)")
     parser.set_defaults(handler=_list_command)
 
-    parser = _store_parser(subparsers, "show", "show one run: status, config and metrics per epoch")
-    parser.add_argument("run_id", type=int)
+    parser = _store_parser(subparsers, "show", "show one run: status, attempts, folder, config and metrics per epoch")
+    parser.add_argument("run_id", type=run_id)
     parser.set_defaults(handler=_show_command)
 
     parser = _store_parser(subparsers, "cancel", "cancel runs (a running one stops at its next step)")
-    parser.add_argument("run_ids", type=int, nargs="+", metavar="RUN_ID")
+    parser.add_argument("run_ids", type=run_id, nargs="+", metavar="RUN_ID")
     parser.set_defaults(handler=_cancel_command)
 
+    parser = _store_parser(subparsers, "retry", "put failed or cancelled runs back in the queue")
+    parser.add_argument("run_ids", type=run_id, nargs="+", metavar="RUN_ID")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start over (new run folder, metrics dropped) instead of resuming from the last checkpoint")
+    parser.set_defaults(handler=_retry_command)
+
     parser = _store_parser(subparsers, "export", "write the metrics per epoch as CSV")
-    parser.add_argument("run_ids", type=int, nargs="*", metavar="RUN_ID", help="runs to export (default: all)")
+    parser.add_argument("run_ids", type=run_id, nargs="*", metavar="RUN_ID", help="runs to export (default: all)")
     parser.add_argument("--out", type=Path, metavar="FILE.csv", help="output file (default: standard output)")
     parser.set_defaults(handler=_export_command)
 
+    parser = _store_parser(subparsers, "gc", "delete run folders no run owns and checkpoints of done runs")
+    parser.set_defaults(handler=_gc_command)
+
+    parser = _store_parser(subparsers, "settings", "show (or change) the store's settings")
+    parser.add_argument("--max-attempts", dest="max_attempts", type=int,
+                        help="times a run's process may die before the run is failed (default: "
+                             f"{DEFAULT_SETTINGS['max_attempts']})")
+    parser.add_argument("--keep-final-weights", dest="keep_final_weights", type=_bool, metavar="true|false",
+                        help="keep a done run's last checkpoint as final.pt (default: false)")
+    parser.set_defaults(handler=_settings_command)
+
     parser = _store_parser(subparsers, "worker", "train queued runs until stopped (SIGTERM / Ctrl-C)")
-    parser.add_argument("--slots", type=int, default=1, help="runs trained at once (default: 1)")
-    parser.add_argument("--poll", type=float, default=0.5, help="seconds between looks at the store (default: 0.5)")
+    parser.add_argument("--slots", type=int, default=1, help="runs trained at once, one process each (default: 1)")
+    parser.add_argument("--poll", type=float, default=0.5,
+                        help=f"seconds between looks at the store, at most {MAX_POLL_S:g} (default: 0.5)")
     parser.add_argument("--exit-when-idle", action="store_true", help="exit once nothing is running or queued")
     parser.set_defaults(handler=_worker_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m asam_core.runs", description="ASAM Lab CIFAR runs")
+    parser = OneLineParser(prog="python -m asam_core.runs", description="ASAM Lab CIFAR runs")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_run_command(subparsers)
     add_store_commands(subparsers)
@@ -374,3 +514,6 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except StoreError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED

@@ -7,7 +7,10 @@ dataset (``paper_rho``; "none" for SAM, "element" for ASAM), so a dumped config 
 the values the run used.  For "sgd" the sharpness options are ignored.
 
 ``format_validation_error`` turns a pydantic ValidationError into one line per bad field,
-e.g. ``rho: must be >= 0 (got -1)``.  ``PRESETS`` maps a preset's title to its SGD / SAM / ASAM
+e.g. ``rho: must be >= 0 (got -1)``, echoing at most 80 characters of the bad value.  Every
+number has an upper bound a user could mean (lr <= 10, rho <= 10, eta <= 1, weight_decay <= 1),
+strings a length limit, and data_dir must not be blank or hold a NUL byte: bad values never
+reach torch.  ``PRESETS`` maps a preset's title to its SGD / SAM / ASAM
 triple; ``PRESET_DESCRIPTIONS`` says what each can and cannot show at its cost.
 """
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from asam_core.methods import METHODS
 from asam_core.train.model_names import ModelName
@@ -44,7 +47,8 @@ class RunConfig(BaseModel):
 
     label: str = Field("", max_length=100, description="free-text name shown in tables and legends")
     dataset: Literal["cifar10", "cifar100"] = Field("cifar10", description="CIFAR-10 or CIFAR-100")
-    data_dir: str = Field("data", min_length=1, description="folder holding the archive or its extracted folder")
+    data_dir: str = Field("data", min_length=1, max_length=1024,
+                          description="folder holding the archive or its extracted folder")
     download: bool = Field(True, description="download the official archive when it is missing")
     subset_per_class: int | None = Field(None, ge=1, description="train on the first N images of every class")
     label_noise: float = Field(0.0, ge=0, lt=1, description="fraction of training labels flipped to another class")
@@ -52,8 +56,8 @@ class RunConfig(BaseModel):
     augment: bool = Field(True, description="random crop (4-pixel padding) and horizontal flip")
     model: ModelName = Field("resnet20", description="network architecture")
     optimizer: OptimizerName = Field("asam", description=f"training method: {', '.join(METHODS)} (asam_core.methods)")
-    rho: float | None = Field(None, ge=0, description="radius of the maximization region")
-    eta: float = Field(0.01, ge=0, description="ASAM offset in T_w = diag(|w| + eta)")
+    rho: float | None = Field(None, ge=0, le=10, description="radius of the maximization region")
+    eta: float = Field(0.01, ge=0, le=1, description="ASAM offset in T_w = diag(|w| + eta)")
     p: float = Field(2.0, gt=1, allow_inf_nan=True, description="norm of the region: 2, inf or any p > 1")
     normalization: Literal["none", "element", "filter"] | None = Field(
         None, description="T_w: none (SAM), element (ASAM) or filter")
@@ -61,9 +65,9 @@ class RunConfig(BaseModel):
     m: int | None = Field(None, ge=1, description="m-sharpness: examples per perturbation")
     epochs: int = Field(200, ge=1, le=10_000, description="training epochs")
     batch_size: int = Field(128, ge=2, le=8192, description="training batch size")
-    lr: float = Field(0.1, gt=0, description="peak learning rate of the cosine schedule")
+    lr: float = Field(0.1, gt=0, le=10, description="peak learning rate of the cosine schedule")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
-    weight_decay: float = Field(5e-4, ge=0, description="L2 weight decay (in the base optimizer)")
+    weight_decay: float = Field(5e-4, ge=0, le=1, description="L2 weight decay (in the base optimizer)")
     nesterov: bool = Field(False, description="Nesterov momentum")
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="label smoothing of the training loss")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of the initialization, data order and augmentation")
@@ -71,6 +75,15 @@ class RunConfig(BaseModel):
     bf16: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
     eval_every_epochs: int = Field(1, ge=1, description="evaluate on the test set every N epochs (and the last)")
     log_every_steps: int = Field(20, ge=1, description="report the training loss every N steps")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _usable_path(cls, value: str) -> str:
+        if "\0" in value:
+            raise ValueError("must not contain a NUL byte")
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
 
     @model_validator(mode="after")
     def _resolve_defaults(self) -> "RunConfig":
@@ -104,6 +117,15 @@ _RANGE_WORDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<
 _RANGE_KEYS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
 
 
+ECHO_CHARS = 80
+
+
+def _echo(value: Any) -> str:
+    """``repr(value)``, cut to ECHO_CHARS characters: an error never repeats a huge input in full."""
+    text = repr(value)
+    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS - 3] + "..."
+
+
 def _number(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
@@ -126,6 +148,8 @@ def _describe(error: dict[str, Any]) -> str:
         return "must be true or false"
     if kind in ("string_too_long", "string_too_short"):
         return re.sub(r"^String should", "must", error["msg"])
+    if kind == "value_error":
+        return re.sub(r"^Value error, ", "", error["msg"])
     return error["msg"]
 
 
@@ -137,7 +161,7 @@ def format_validation_error(err: ValidationError) -> str:
         if not loc:  # a model-level check, already phrased "field: ..."
             lines.append(re.sub(r"^Value error, ", "", error["msg"]))
             continue
-        lines.append(f"{loc}: {_describe(error)} (got {error['input']!r})")
+        lines.append(f"{loc}: {_describe(error)} (got {_echo(error['input'])})")
     return "\n".join(lines)
 
 
