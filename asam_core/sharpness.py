@@ -7,6 +7,10 @@
     rescale_nodes      w -> Aw: a hidden unit's incoming weights and bias times a > 0, its
                        outgoing weights times 1/a; a ReLU network computes the same function.
     hessian_top_eigenvalue   power iteration with Hessian-vector products (SAM paper, 4.2).
+    filter_normalized_directions, loss_profile
+                       L(w + t d) along random directions d whose every filter has the norm of
+                       the same filter of w (Li et al. 2018, Section 4), zero on biases and
+                       other 1-D tensors: a 1-D picture of flatness comparable across networks.
 
 "Filter" on a fully connected layer means one row of its weight matrix (the incoming weights
 of one output unit), the analogue of a convolution's output filter: the one rule of
@@ -223,3 +227,44 @@ def rescale_nodes(model: nn.Sequential, factors: Mapping[int, float | Tensor]) -
             inverse = (1.0 / a).repeat_interleave(nxt.weight.shape[1] // units)
             nxt.weight.mul_(inverse.reshape(1, -1, *[1] * (nxt.weight.dim() - 2)))
     return scaled
+
+
+def filter_normalized_directions(params: Sequence[Tensor], count: int, generator: torch.Generator) -> list[list[Tensor]]:
+    """``count`` random directions shaped like ``params`` (drawn one after another from ``generator``,
+    on the CPU): Gaussian, each filter (slice along the first dimension of a tensor with two or more
+    dimensions) rescaled to the L2 norm of the same filter of w; zero for 1-D tensors (Li et al.)."""
+    directions = []
+    for _ in range(count):
+        direction = []
+        for w in params:
+            w = w.detach().cpu().float()
+            d = torch.randn(w.shape, generator=generator)
+            if w.dim() < 2:
+                d.zero_()
+            else:
+                d_norm = torch.linalg.vector_norm(d.flatten(1), dim=1).clamp_min(1e-12)
+                d *= (torch.linalg.vector_norm(w.flatten(1), dim=1) / d_norm).view(-1, *[1] * (w.dim() - 1))
+            direction.append(d)
+        directions.append(direction)
+    return directions
+
+
+def loss_profile(
+    model: nn.Module, loss_fn: LossFn, batches: Batches, directions: Sequence[Sequence[Tensor]], ts: Sequence[float]
+) -> list[list[float]]:
+    """L(w + t d) for every direction d (shaped like the model's trainable parameters) and every t,
+    in eval mode; the weights are restored bit-exactly afterwards."""
+    batches = list(batches)
+    params = [w for w in model.parameters() if w.requires_grad]
+    with _measuring(model), torch.no_grad():
+        w = [x.detach().clone() for x in params]
+        profile = []
+        for direction in directions:
+            d = [x.to(device=v.device, dtype=v.dtype) for x, v in zip(direction, w)]
+            row = []
+            for t in ts:
+                torch._foreach_copy_(params, w)
+                torch._foreach_add_(params, d, alpha=float(t))
+                row.append(float(_mean_loss(model, loss_fn, batches)))
+            profile.append(row)
+    return profile

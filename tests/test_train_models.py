@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from asam_core.train.models import MODEL_NAMES, build_model
-from asam_core.train.trajectory import TrajectoryPlane, filter_normalized_direction, plane_seed
+from asam_core.sharpness import filter_normalized_directions
+from asam_core.train.trajectory import TrajectoryPlane, plane_seed
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -39,16 +40,14 @@ def test_every_name_builds_and_unknown_names_are_refused():
 def test_directions_are_filter_normalized_and_skip_biases_and_batchnorm():
     model = build_model("small_cnn", 10)
     params = list(model.parameters())
-    direction = filter_normalized_direction(params, torch.Generator().manual_seed(0))
-    offset = 0
-    for w in params:
-        d = direction[offset:offset + w.numel()].view_as(w)
-        offset += w.numel()
+    first, second = filter_normalized_directions(params, 2, torch.Generator().manual_seed(0))
+    for w, d, other in zip(params, first, second):
+        assert d.shape == w.shape
         if w.dim() < 2:
             assert torch.count_nonzero(d) == 0
         else:
             torch.testing.assert_close(d.flatten(1).norm(dim=1), w.detach().flatten(1).norm(dim=1))
-    assert offset == direction.numel()
+            assert not torch.equal(d, other), "each direction is its own draw"
 
 
 def test_plane_coordinates_recover_points_of_the_plane_and_origin_is_zero():

@@ -21,6 +21,8 @@ from typing import Iterable
 import torch
 from torch import Tensor
 
+from asam_core.sharpness import filter_normalized_directions
+
 
 def plane_seed(model: str, seed: int) -> int:
     """A generator seed determined by the model name and the run seed."""
@@ -31,29 +33,13 @@ def _flat(params: Iterable[Tensor]) -> Tensor:
     return torch.cat([p.detach().reshape(-1) for p in params])
 
 
-def filter_normalized_direction(params: list[Tensor], generator: torch.Generator) -> Tensor:
-    """One random direction (flattened like ``_flat(params)``), filter-normalized to ``params``."""
-    parts = []
-    for w in params:
-        w = w.detach().cpu().float()
-        d = torch.randn(w.shape, generator=generator)
-        if w.dim() < 2:
-            d.zero_()
-        else:
-            d_norm = torch.linalg.vector_norm(d.flatten(1), dim=1).clamp_min(1e-12)
-            d *= (torch.linalg.vector_norm(w.flatten(1), dim=1) / d_norm).view(-1, *[1] * (w.dim() - 1))
-        parts.append(d.reshape(-1))
-    return torch.cat(parts)
-
-
 class TrajectoryPlane:
     """The plane through the initial weights spanned by two filter-normalized random directions."""
 
     def __init__(self, initial_params: Iterable[Tensor], seed: int, device: torch.device | str = "cpu") -> None:
         params = list(initial_params)
         generator = torch.Generator().manual_seed(seed)
-        d1 = filter_normalized_direction(params, generator)
-        d2 = filter_normalized_direction(params, generator)
+        d1, d2 = (_flat(d) for d in filter_normalized_directions(params, 2, generator))
         self.origin = _flat(params).float().to(device)
         self.directions = torch.stack([d1, d2]).to(device)
         self.gram = (self.directions.double() @ self.directions.double().T).cpu()

@@ -1,0 +1,73 @@
+"""asam_core.train.flatness: the flatness of a trained model, measured without disturbing it."""
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from asam_core.sharpness import hessian_top_eigenvalue, sharpness
+from asam_core.train.flatness import ASCENT_STEPS, HESSIAN_ITERS, PROFILE_T, measure_flatness
+
+
+def tiny_trained_net() -> tuple[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                          nn.Flatten(), nn.Linear(16, 3))
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(32, 3, 6, 6, generator=gen), torch.randint(0, 3, (32,), generator=gen)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(20):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model, [(x, y)]
+
+
+def test_measures_match_asam_core_sharpness_and_leave_the_model_and_rng_untouched():
+    model, batches = tiny_trained_net()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    result = measure_flatness(model, batches, p=2.0, eta=0.01, dataset="cifar10")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    assert model.training and torch.equal(torch.get_rng_state(), rng)
+    plain = sharpness(model, F.cross_entropy, batches, 0.05, 2.0, None, steps=ASCENT_STEPS, restarts=0)
+    adaptive = sharpness(model, F.cross_entropy, batches, 0.5, 2.0, "element", eta=0.01, steps=ASCENT_STEPS, restarts=0)
+    lam = hessian_top_eigenvalue(model, F.cross_entropy, batches, iters=HESSIAN_ITERS, tol=1e-3)
+    assert result.sharpness == pytest.approx(plain.value, rel=1e-6)
+    assert result.adaptive_sharpness == pytest.approx(adaptive.value, rel=1e-6)
+    assert result.lambda_max == pytest.approx(lam, rel=1e-6)
+    assert result.sharpness >= plain.first_order - 1e-12 and result.lambda_max > 0
+    with torch.no_grad():
+        model.eval()
+        at_w = F.cross_entropy(model(batches[0][0]), batches[0][1]).item()
+        model.train()
+    zero = PROFILE_T.index(0.0)
+    assert all(row[zero] == pytest.approx(at_w, rel=1e-6) for row in result.profile), "t = 0 is the model itself"
+
+
+def test_profile_of_a_convex_model_at_its_minimum_is_lowest_at_zero():
+    """Multinomial logistic regression is convex in its weights; every input appears with every label
+    (and half of them once more with label 0), so the loss has a finite minimum.  At that minimum every
+    line through w rises on both sides."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(2)
+    points = torch.randn(20, 3, 2, 2, generator=gen)
+    x = torch.cat([points, points, points, points[:10]])
+    y = torch.cat([torch.full((20,), k) for k in range(3)] + [torch.zeros(10, dtype=torch.long)])
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    opt = torch.optim.LBFGS(model.parameters(), lr=1, max_iter=500, tolerance_grad=1e-9, tolerance_change=0,
+                            history_size=50, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    result = measure_flatness(model, [(x, y)], model_seed=3)
+    zero = PROFILE_T.index(0.0)
+    for row in result.profile:
+        assert min(range(len(row)), key=row.__getitem__) == zero
+        assert all(a > b for a, b in zip(row[:zero], row[1:zero + 1])), "falls towards t = 0"
+        assert all(a < b for a, b in zip(row[zero:], row[zero + 1:])), "rises after t = 0"
