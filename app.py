@@ -1,5 +1,10 @@
 """ASAM Lab: Streamlit entry point (st.navigation over views/, shared sidebar)."""
 import streamlit as st
+import torch
+
+# The app's computations are tiny: one torch thread for the whole process, whatever OMP_NUM_THREADS
+# says (spinning OpenMP threads stall on a shared machine; toy_problems/threads.py).
+torch.set_num_threads(1)
 
 st.set_page_config(page_title="ASAM Lab", page_icon="⛰️", layout="wide")
 

@@ -76,8 +76,9 @@ def _need_browser(reason: str) -> None:
 
 
 @contextlib.contextmanager
-def running_app(log_name: str = "streamlit_server.log") -> Iterator[str]:
-    """`streamlit run app.py` on a free local port; yields its base URL and stops it afterwards."""
+def running_app(log_name: str = "streamlit_server.log", root: Path = ROOT, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`streamlit run app.py` of the checkout at ``root`` on a free local port (``env`` added to the
+    environment); yields its base URL and stops it afterwards."""
     port = free_port()
     command = [
         sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -85,8 +86,8 @@ def running_app(log_name: str = "streamlit_server.log") -> Iterator[str]:
     ]
     log = open(artifact_path(log_name), "w")
     runs_dir = tempfile.mkdtemp(prefix="asam-lab-runs-")
-    env = {**os.environ, "ASAM_LAB_RUNS_DIR": runs_dir, "ASAM_LAB_WORKER_AUTOSTART": "0"}
-    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    env = {**os.environ, "ASAM_LAB_RUNS_DIR": runs_dir, "ASAM_LAB_WORKER_AUTOSTART": "0", **(env or {})}
+    process = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
@@ -169,7 +170,7 @@ def save_screenshot(page, name: str, max_height: int = 8000) -> str:
 @pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """Tiny models: one torch thread for the module (two stall on a shared machine, see benchmarks/README.md)."""
-    from toy_problems.classification import torch_threads
+    from toy_problems.threads import torch_threads
 
     with torch_threads(1):
         yield

@@ -9,10 +9,9 @@ its own perturbation, exactly as if it were trained alone.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +21,7 @@ from torch.nn import functional as F
 
 from asam_core.methods import METHODS, method
 from asam_core.step import training_step
+from toy_problems.threads import torch_threads
 
 DATASETS = ("spirals", "moons", "circles")
 OPTIMIZERS = tuple(entry.title for entry in METHODS.values())
@@ -262,18 +262,6 @@ def evaluate(model: MLP, data: ClassifierData) -> dict[str, Tensor]:
         "train_loss": F.cross_entropy(logits.transpose(1, 2), data.y_train, reduction="none").mean(1),
         "flipped_fit": (fit * flipped).sum(1) / flipped.sum(1).clamp_min(1.0),
     }
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int = 1) -> Iterator[None]:
-    """Torch on one thread (or ``threads``) inside the block: these networks are too small for
-    intra-op parallelism, whose thread barriers stall badly when other processes share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _marks(steps: int, count: int) -> np.ndarray:

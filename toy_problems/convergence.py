@@ -9,6 +9,7 @@ from torch import Tensor
 
 from toy_problems.losses import Box, Loss2D
 from toy_problems.simulate import Method, SimulationConfig, simulate
+from toy_problems.threads import one_thread
 
 OUTCOMES = ("stuck", "converged", "not converged")
 STUCK_DISTANCE = 1e-9
@@ -41,6 +42,7 @@ class ConvergenceMap:
         return balance.masked_fill(self.outcome == OUTCOMES.index("stuck"), math.nan)
 
 
+@one_thread
 def convergence_map(
     loss: Loss2D, box: Box, n: int, config: SimulationConfig, tol: float = 5e-3, dtype: torch.dtype = torch.float32
 ) -> ConvergenceMap:

@@ -7,6 +7,8 @@
     rosenbrock     L(w) = ((1 - w1)^2 + 100 (w2 - w1^2)^2) / 100   curved valley, minimum (1, 1)
 
 At kinks the gradient is the one torch.autograd returns (ReLU'(0) = 0, |.|'(0) = 0).
+``scalar_grad(w1, w2)`` is the same gradient on two Python floats, for the one-start fast path
+(toy_problems.simulate.simulate_start); tests/test_toy_fast_path.py holds the two equal.
 Gradients are written column by column into one output tensor: on CPU, flips and (N, 1) x (N, 2)
 broadcasts of interleaved (N, 2) tensors cost several times more than strided column ops.
 """
@@ -30,7 +32,8 @@ class Loss2D:
     """A loss on R^2: ``value(w)`` maps (..., 2) to (...), ``grad(w)`` maps (..., 2) to (..., 2).
 
     ``valley(w1)`` gives w2 on the set of minimizers (None when it is not a curve w2 = f(w1));
-    ``scale_invariant`` says whether L(A w) = L(w) for A = diag(a, 1/a), a > 0.
+    ``scale_invariant`` says whether L(A w) = L(w) for A = diag(a, 1/a), a > 0;
+    ``scalar_grad(w1, w2)`` is ``grad`` on Python floats, with the same operations in the same order.
     """
 
     name: str
@@ -41,6 +44,7 @@ class Loss2D:
     box: Box
     valley: Callable[[Tensor], Tensor] | None
     scale_invariant: bool
+    scalar_grad: Callable[[float, float], tuple[float, float]]
 
 
 def _relu_product_value(w: Tensor) -> Tensor:
@@ -57,6 +61,16 @@ def _relu_product_grad(w: Tensor) -> Tensor:
     return grad
 
 
+def _sign(x: float) -> float:
+    return float((x > 0) - (x < 0))
+
+
+def _relu_product_scalar_grad(w1: float, w2: float) -> tuple[float, float]:
+    relu_w2 = w2 if w2 > 0 else 0.0
+    scale = _sign(w1 * relu_w2 - RELU_PRODUCT_TARGET) * _sign(relu_w2)
+    return scale * relu_w2, scale * w1
+
+
 def _product_value(w: Tensor) -> Tensor:
     return 0.5 * (w[..., 0] * w[..., 1] - PRODUCT_TARGET) ** 2
 
@@ -71,6 +85,11 @@ def _product_grad(w: Tensor) -> Tensor:
     return grad
 
 
+def _product_scalar_grad(w1: float, w2: float) -> tuple[float, float]:
+    residual = w1 * w2 - PRODUCT_TARGET
+    return residual * w2, residual * w1
+
+
 def _quadratic_value(w: Tensor) -> Tensor:
     return 0.5 * (w[..., 0] ** 2 + QUADRATIC_CURVATURE * w[..., 1] ** 2)
 
@@ -80,6 +99,10 @@ def _quadratic_grad(w: Tensor) -> Tensor:
     grad = w.clone()
     grad[..., 1] *= QUADRATIC_CURVATURE
     return grad
+
+
+def _quadratic_scalar_grad(w1: float, w2: float) -> tuple[float, float]:
+    return w1, w2 * QUADRATIC_CURVATURE
 
 
 def _rosenbrock_value(w: Tensor) -> Tensor:
@@ -97,26 +120,31 @@ def _rosenbrock_grad(w: Tensor) -> Tensor:
     return grad
 
 
+def _rosenbrock_scalar_grad(w1: float, w2: float) -> tuple[float, float]:
+    bend = w2 - w1**2
+    return (-2 * (1 - w1) - 400 * w1 * bend) / 100, bend * 2.0
+
+
 LOSSES: dict[str, Loss2D] = {
     loss.name: loss
     for loss in (
         Loss2D(
             "relu_product", "|w₁·ReLU(w₂) − 0.04| (ASAM Fig. 3)", r"L(w) = \left|w_1 \,\mathrm{ReLU}(w_2) - 0.04\right|",
             _relu_product_value, _relu_product_grad, ((0.0, 0.4), (-0.1, 0.3)),
-            lambda w1: RELU_PRODUCT_TARGET / w1, True,
+            lambda w1: RELU_PRODUCT_TARGET / w1, True, _relu_product_scalar_grad,
         ),
         Loss2D(
             "product", "(w₁w₂ − ½)²/2 (scale-invariant)", r"L(w) = \tfrac12\,(w_1 w_2 - \tfrac12)^2",
             _product_value, _product_grad, ((0.0, 4.0), (0.0, 2.0)),
-            lambda w1: PRODUCT_TARGET / w1, True,
+            lambda w1: PRODUCT_TARGET / w1, True, _product_scalar_grad,
         ),
         Loss2D(
             "quadratic", "(w₁² + 10 w₂²)/2 (anisotropic bowl)", r"L(w) = \tfrac12\,(w_1^2 + 10\, w_2^2)",
-            _quadratic_value, _quadratic_grad, ((-2.0, 2.0), (-1.0, 1.0)), None, False,
+            _quadratic_value, _quadratic_grad, ((-2.0, 2.0), (-1.0, 1.0)), None, False, _quadratic_scalar_grad,
         ),
         Loss2D(
             "rosenbrock", "Rosenbrock / 100 (curved valley)", r"L(w) = \big((1-w_1)^2 + 100\,(w_2 - w_1^2)^2\big)/100",
-            _rosenbrock_value, _rosenbrock_grad, ((-1.5, 1.5), (-0.5, 1.5)), None, False,
+            _rosenbrock_value, _rosenbrock_grad, ((-1.5, 1.5), (-0.5, 1.5)), None, False, _rosenbrock_scalar_grad,
         ),
     )
 }

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from asam_core.perturbation import check_hyperparameters, normalization_operator, perturbation
 from toy_problems.losses import Loss2D
+from toy_problems.threads import one_thread
 
 GRID_THETA = 360
 GRID_R = 21
@@ -187,6 +188,7 @@ class RegionPair:
         return SharpnessRow(self.region.name, self.at_w.sharpness, self.at_w_prime.sharpness)
 
 
+@one_thread
 def region_pair(loss: Loss2D, w: Tensor, a: float, region: Region, rho: float, eta: float) -> RegionPair:
     """Everything Figure 1 shows for one region type."""
     w = w.to(torch.float64)

@@ -21,7 +21,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from asam_core.sharpness import hessian_top_eigenvalue, hidden_layers, rescale_nodes, sharpness
-from toy_problems.classification import ClassifierConfig, torch_threads, train_classifiers
+from toy_problems.classification import ClassifierConfig, train_classifiers
+from toy_problems.threads import torch_threads
 
 MEASURES = (
     "loss",
