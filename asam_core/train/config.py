@@ -27,7 +27,8 @@ OptimizerName = Literal[tuple(METHODS)]  # the registry's keys (asam_core.method
 
 # Fields that change what is reported or where data is read from, not what is trained: a run
 # may be resumed with different values of these.
-REPORTING_FIELDS = frozenset({"label", "data_dir", "download", "log_every_steps", "eval_every_epochs"})
+REPORTING_FIELDS = frozenset({"label", "data_dir", "download", "log_every_steps", "eval_every_epochs",
+                              "flatness_every_epochs"})
 
 
 def paper_rho(dataset: str, optimizer: str) -> float:
@@ -75,6 +76,8 @@ class RunConfig(BaseModel):
     bf16: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
     eval_every_epochs: int = Field(1, ge=1, description="evaluate on the test set every N epochs (and the last)")
     log_every_steps: int = Field(20, ge=1, description="report the training loss every N steps")
+    flatness_every_epochs: int = Field(0, ge=0, le=10_000, description="also measure flatness (sharpness, adaptive "
+                                       "sharpness, lambda_max, loss profile) every N epochs; 0: at the end only")
 
     @field_validator("data_dir")
     @classmethod

@@ -7,7 +7,9 @@ Per step (m-sharpness and frozen BatchNorm statistics on the second pass come fr
     update, lr scheduler step (cosine over all steps)
     every log_every_steps steps: loss not finite? -> RunResult("failed"), else sink.on_step(...)
 
-Per epoch, in this order: metrics -> ``sink.on_epoch(metrics)`` -> checkpoint written atomically
+Per epoch, in this order: metrics (with the path sketch of asam_core.train.path_sketch, and the
+flatness of asam_core.train.flatness on the last epoch and every ``flatness_every_epochs``) ->
+``sink.on_epoch(metrics)`` -> ``sink.on_artifacts`` (optional) -> checkpoint written atomically
 (``checkpoint_dir/checkpoint.pt``: model, optimizer incl. the base optimizer's momentum, scheduler,
 torch / CUDA / data-order RNG states, epoch).  With ``resume`` the last checkpoint is loaded and
 training continues at the next epoch, bit-identically on CPU to an uninterrupted run; a crash
@@ -17,6 +19,7 @@ with the reason; it is never half-used.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -33,7 +36,9 @@ from asam_core.step import training_step
 from asam_core.train.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from asam_core.train.config import RunConfig
 from asam_core.train.data import CifarData, DataUnavailable, load_cifar, steps_per_epoch, test_batches, train_batches
+from asam_core.train.flatness import PROFILE_T, Flatness, flatness_batch, measure_flatness
 from asam_core.train.metrics import EpochMetrics
+from asam_core.train.path_sketch import PathSketch
 from asam_core.train.models import build_model
 from asam_core.train.trajectory import TrajectoryPlane, plane_seed
 
@@ -63,6 +68,11 @@ class TrainSink(Protocol):
 
     def should_stop(self) -> bool:
         """Checked before every step; True cancels the run (the partial epoch is discarded)."""
+
+    # Optional: a sink that keeps the run's artifacts also defines
+    # on_artifacts(epoch: int, artifacts: dict[str, bytes]), called after on_epoch with
+    # "path_sketch" (float32 bytes, asam_core.train.path_sketch) every epoch and "loss_profile"
+    # (JSON: {"t": [...], "loss": [[...], ...]}) on epochs where flatness was measured.
 
 
 def resolve_device(name: str) -> torch.device:
@@ -104,6 +114,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = build_model(config.model, data.num_classes)
         self.plane = TrajectoryPlane(self.model.parameters(), plane_seed(config.model, config.seed), device)
+        self.sketch = PathSketch(self.model.parameters())
         cuda = device.type == "cuda"
         self.model.to(device, memory_format=torch.channels_last if cuda else torch.preserve_format)
         self.forward = _Autocast(self.model, device.type) if cuda and config.bf16 else self.model
@@ -128,6 +139,11 @@ class Trainer:
         loss = training_step(self.optimizer, self.forward, self.loss_fn, self.layout(x), y, self.config.m, count)
         self.scheduler.step()
         return loss.detach()
+
+    def flatness(self) -> Flatness:
+        """The model's flatness now (asam_core.train.flatness), on the fixed training subset."""
+        return measure_flatness(self.model, flatness_batch(self.data), p=self.config.p, eta=self.config.eta,
+                                dataset=self.config.dataset, model_seed=self.config.seed)
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
@@ -244,9 +260,20 @@ def train(config: RunConfig, sink: TrainSink, checkpoint_dir: Path, resume: bool
         evaluate = epoch % config.eval_every_epochs == 0 or epoch == config.epochs
         test_loss, test_acc = run.evaluate() if evaluate else (None, None)
         traj_x, traj_y = run.plane.coordinates(run.model.parameters())
+        artifacts = {"path_sketch": run.sketch(run.model.parameters()).numpy().tobytes()}
+        every = config.flatness_every_epochs
+        measured: dict[str, float] = {}
+        if epoch == config.epochs or (every and epoch % every == 0):
+            flat = run.flatness()
+            measured = dict(sharpness=flat.sharpness, adaptive_sharpness=flat.adaptive_sharpness,
+                            lambda_max=flat.lambda_max)
+            artifacts["loss_profile"] = json.dumps({"t": PROFILE_T, "loss": flat.profile,
+                                                    "seconds": flat.seconds}).encode()
         last = EpochMetrics(epoch=epoch, train_loss=train_loss, train_acc=correct.item() / seen, test_loss=test_loss,
                             test_acc=test_acc, lr=run.last_lr, seconds=time.perf_counter() - began,
-                            traj_x=traj_x, traj_y=traj_y)
+                            traj_x=traj_x, traj_y=traj_y, **measured)
         sink.on_epoch(last)
+        if hasattr(sink, "on_artifacts"):
+            sink.on_artifacts(epoch, artifacts)
         save_checkpoint(path, run.state(epoch, last, run_key))
     return RunResult("done", f"trained {config.epochs} epochs", config.epochs, last)

@@ -17,6 +17,8 @@ class EpochMetrics:
     seconds: wall time of the epoch (training and evaluation).  traj_x, traj_y: the weights'
     coordinates in the run's trajectory plane (``asam_core.train.trajectory``); the initial
     weights, "epoch 0", are (0, 0) by construction and are not reported.
+    sharpness, adaptive_sharpness, lambda_max: the model's flatness (asam_core.train.flatness) on
+    epochs where it was measured (the last, and every ``flatness_every_epochs``), else None.
     """
 
     epoch: int
@@ -28,6 +30,9 @@ class EpochMetrics:
     seconds: float
     traj_x: float
     traj_y: float
+    sharpness: float | None = None
+    adaptive_sharpness: float | None = None
+    lambda_max: float | None = None
 
 
 METRIC_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(EpochMetrics))

@@ -36,12 +36,12 @@ class PathSketch:
     """s(w) = S (w - w0) for the parameters of one model (see the module docstring)."""
 
     def __init__(self, initial_params: Iterable[Tensor], k: int = SKETCH_DIM) -> None:
-        self.origin = _flat(initial_params)
+        self.origin = _flat(initial_params).cpu()
         self.k = k
 
     def __call__(self, params: Iterable[Tensor]) -> Tensor:
         """The sketch (k,) float32 of ``params`` - w0, on the CPU."""
-        return self.sketch(_flat(params) - self.origin)
+        return self.sketch(_flat(params).cpu() - self.origin)
 
     def sketch(self, vector: Tensor) -> Tensor:
         """S vector for any flat vector of P entries (S depends only on P and k)."""
