@@ -215,3 +215,45 @@ def test_a_failed_checkpoint_write_leaves_no_partial_file(tmp_path):
         save_checkpoint(tmp_path / CHECKPOINT_NAME, {"epoch": 2, "unpicklable": lambda: None})
     assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_NAME]
     assert torch.load(tmp_path / CHECKPOINT_NAME)["epoch"] == 1
+
+
+class ArtifactRecorder(Recorder):
+    """A Recorder that also keeps the artifacts (path sketches, loss profiles)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.artifacts: dict[int, dict[str, bytes]] = {}
+
+    def on_artifacts(self, epoch, artifacts):
+        self.artifacts[epoch] = artifacts
+
+
+@pytest.mark.parametrize("every", [0, 2])
+def test_run_reports_its_path_sketch_every_epoch_and_flatness_when_measured(data_dir, tmp_path, every):
+    import json
+
+    import numpy as np
+
+    from asam_core.train.flatness import PROFILE_T
+    from asam_core.train.models import build_model
+    from asam_core.train.path_sketch import SKETCH_DIM, PathSketch
+
+    config = tiny(data_dir, optimizer="asam", epochs=3, flatness_every_epochs=every)
+    sink = ArtifactRecorder()
+    assert train(config, sink, tmp_path).status == "done"
+    measured = [3] if every == 0 else [2, 3]
+    assert sorted(sink.artifacts) == [1, 2, 3]
+    assert [e for e, a in sink.artifacts.items() if "loss_profile" in a] == measured
+    assert [m.epoch for m in sink.epochs if m.sharpness is not None] == measured
+    for m in sink.epochs:
+        assert (m.adaptive_sharpness is None) == (m.lambda_max is None) == (m.epoch not in measured)
+    profile = json.loads(sink.artifacts[3]["loss_profile"])
+    assert profile["t"] == list(PROFILE_T) and len(profile["loss"]) == 2 and profile["seconds"] > 0
+    final = np.frombuffer(sink.artifacts[3]["path_sketch"], dtype=np.float32)
+    assert final.shape == (SKETCH_DIM,)
+    torch.manual_seed(config.seed)
+    w0 = build_model(config.model, 10)
+    model = build_model(config.model, 10)
+    model.load_state_dict(load_checkpoint(tmp_path / CHECKPOINT_NAME)["model"])
+    expected = PathSketch(w0.parameters())(model.parameters())
+    torch.testing.assert_close(torch.from_numpy(final.copy()), expected, rtol=1e-5, atol=1e-5)
