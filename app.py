@@ -2,11 +2,18 @@
 import streamlit as st
 import torch
 
+from views import teacher
+
 # The app's computations are tiny: one torch thread for the whole process, whatever OMP_NUM_THREADS
 # says (spinning OpenMP threads stall on a shared machine; toy_problems/threads.py).
 torch.set_num_threads(1)
 
-st.set_page_config(page_title="ASAM Lab", page_icon="⛰️", layout="wide")
+presenting = teacher.presenter()
+st.set_page_config(page_title="ASAM Lab", page_icon="⛰️", layout="wide",
+                   initial_sidebar_state="collapsed" if presenting else "auto")
+if presenting:
+    teacher.presenter_style()
+teacher.check_url()
 
 PAGES = [
     st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
@@ -22,3 +29,5 @@ with st.sidebar:
     st.caption("SAM: Foret et al., ICLR 2021 · ASAM: Kwon et al., ICML 2021. "
                "Every control is kept in the URL: copy it to share this exact screen.")
 page.run()
+with st.sidebar:
+    teacher.share_box()

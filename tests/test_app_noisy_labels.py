@@ -43,7 +43,7 @@ def test_page_trains_the_url_setting_and_shows_boundaries_metrics_and_curves():
 def test_snapshot_slider_shows_the_boundaries_of_an_earlier_step():
     at = open_page(SMALL)
     final = at.get("plotly_chart")[0].proto.spec
-    at.slider(key="nl_snapshot").set_value(0).run()
+    at.select_slider(key="nl_snapshot").set_value(0).run()
     assert not at.exception, at.exception
     assert at.get("plotly_chart")[0].proto.spec != final
     assert "after step 0 of 60" in " ".join(c.value for c in at.caption)

@@ -13,7 +13,9 @@ PAGE = str(Path(__file__).resolve().parents[1] / "views" / "scale_invariance.py"
 
 
 def shown(at: AppTest) -> dict[str, float]:
-    return {metric.label: float(metric.value) for metric in at.metric}
+    """The measures table: measure -> value at Aw."""
+    (table,) = at.table
+    return {name: float(value) for name, value in table.value["at Aw"].items()}
 
 
 def boundary_probabilities(at: AppTest) -> np.ndarray:
@@ -29,10 +31,10 @@ def test_rescaling_slider_changes_sharpness_but_not_adaptive_sharpness_loss_or_b
     at_one = shown(at)
     assert len(at.get("plotly_chart")) == 2
     boundary = boundary_probabilities(at)
-    at.slider(key="si_log_a").set_value(1.0).run()
+    at.select_slider(key="si_a").set_value(10.0).run()
     assert not at.exception, at.exception
     at_ten = shown(at)
-    assert at.query_params["si_log_a"] == "1.0"
+    assert at.query_params["si_a"] == "10.0"
     for name in ("loss", "adaptive, element-wise", "adaptive, filter-wise"):
         assert at_ten[name] == pytest.approx(at_one[name], rel=1e-3), name
     assert at_ten["sharpness"] > 2 * at_one["sharpness"]

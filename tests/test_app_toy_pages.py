@@ -87,9 +87,9 @@ def test_trajectories_follow_the_learning_rate_and_keep_it_in_the_url():
 
 def test_trajectories_url_reproduces_a_custom_scenario():
     query = {**SMALL_MAP, "traj_map": "false", "traj_preset": "custom start", "traj_w1": "0.15", "traj_w2": "0.1",
-             "traj_lr": "0.01", "traj_steps": "300", "traj_step": "120", "traj_p": "inf", "traj_momentum": "0.5"}
+             "traj_lr": "0.01", "traj_steps": "300", "traj_p": "inf", "traj_momentum": "0.5"}
     first = open_page("views/trajectories.py", query)
-    assert first.number_input(key="traj_w1").value == 0.15 and first.slider(key="traj_step").value == 120
+    assert first.number_input(key="traj_w1").value == 0.15 and first.slider(key="traj_steps").value == 300
     assert first.selectbox(key="traj_p").value == "inf" and first.slider(key="traj_momentum").value == 0.5
     shared = {k: v if isinstance(v, str) else v[0] for k, v in first.query_params.items()}
     second = open_page("views/trajectories.py", shared)

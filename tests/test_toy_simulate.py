@@ -105,3 +105,16 @@ def test_summary_reports_the_final_point_of_one_start():
     assert summary["w1/w2"] == pytest.approx((end[:, 0] / end[:, 1]).tolist())
     assert summary["loss"] == run.losses[:, -1, 1].tolist()
     assert summary["moved"] == pytest.approx(torch.linalg.vector_norm(end - starts[1], dim=-1).tolist())
+
+
+def test_running_min_and_thinning_keep_the_ends_and_the_order():
+    loss = get_loss("relu_product")
+    run = simulate(loss, torch.tensor([[0.2, 0.05], [0.3, 0.2]], dtype=torch.float64),
+                   SimulationConfig(lr=0.05, steps=50))
+    best = run.running_min_losses()
+    assert torch.all(best[:, 1:] <= best[:, :-1]) and torch.all(best <= run.losses)
+    assert torch.equal(best[:, 0], run.losses[:, 0])
+    thin = run.thinned(7)
+    assert thin.steps.tolist() == [0, 8, 17, 25, 33, 42, 50]
+    assert torch.equal(thin.points[:, -1], run.points[:, -1]) and torch.equal(thin.losses[:, 0], run.losses[:, 0])
+    assert run.thinned(500).steps.tolist() == run.steps.tolist()

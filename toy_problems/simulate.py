@@ -79,6 +79,17 @@ class Trajectories:
         """The last recorded points, (M, B, 2)."""
         return self.points[:, -1]
 
+    def running_min_losses(self) -> Tensor:
+        """(M, T, B): the lowest loss reached up to each recorded step, min over s <= t of L(w_s)."""
+        return self.losses.cummin(dim=1).values
+
+    def thinned(self, count: int) -> "Trajectories":
+        """At most ``count`` (>= 2) recorded steps, evenly spread, always the first and the last."""
+        if count < 2:
+            raise ValueError(f"count must be >= 2, got {count!r}")
+        keep = torch.linspace(0, len(self.steps) - 1, min(count, len(self.steps))).round().long().unique()
+        return Trajectories(self.methods, self.steps[keep], self.points[:, keep], self.losses[:, keep])
+
     def summary(self, start: int = 0) -> dict[str, list[float]]:
         """Per method, for one start: final w1, w2, w1·w2, w1/w2, final loss, distance from the start."""
         end, begin = self.points[:, -1, start], self.points[:, 0, start]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-CLASS_COLORS = ("#2166ac", "#b2182b")
+CLASS_COLORS = ("#762a83", "#1b7837")  # purple, green: no method's colour (views.style), so red means no class
+CLASS_SCALE = [[0.0, "#762a83"], [0.5, "#f7f7f7"], [1.0, "#1b7837"]]
 
 
 def boundary_figure(
@@ -20,7 +21,7 @@ def boundary_figure(
     """P(class 1 | x) as a heatmap with the decision boundary P = 0.5, and the labelled points
     (flipped ones drawn as crosses)."""
     fig = go.Figure(go.Contour(
-        x=x1, y=x2, z=probs, zmin=0.0, zmax=1.0, colorscale="RdBu_r", opacity=0.55, showscale=False,
+        x=x1, y=x2, z=probs, zmin=0.0, zmax=1.0, colorscale=CLASS_SCALE, opacity=0.55, showscale=False,
         contours=dict(start=0.5, end=0.5, size=1.0, coloring="heatmap", showlines=True), line=dict(width=2.5),
         name="P(class 1)", hovertemplate="x₁=%{x:.2f}<br>x₂=%{y:.2f}<br>P(class 1)=%{z:.2f}<extra></extra>",
     ))
@@ -36,7 +37,7 @@ def boundary_figure(
                 ))
     fig.update_layout(
         title=title, height=height, margin=dict(l=10, r=10, t=40, b=10),
-        legend=dict(orientation="h", yanchor="top", y=-0.12, font=dict(size=11)),
+        legend=dict(orientation="h", yanchor="top", y=-0.18),
         xaxis=dict(title="x₁", range=[float(x1[0]), float(x1[-1])], constrain="domain"),
         yaxis=dict(title="x₂", range=[float(x2[0]), float(x2[-1])], scaleanchor="x", scaleratio=1, constrain="domain"),
     )

@@ -4,6 +4,9 @@ Each widget reads its first value from the URL (falling back to ``default`` with
 warning that names the parameter and its allowed values when the URL holds a bad one), then
 writes its current value back to the URL on every run.  Keys must be unique across pages.
 
+Teacher controls (views.teacher): a control named in ``hide`` is not drawn and keeps its first
+value; one that is locked is drawn disabled at its first value; callbacks cannot move either.
+
 A value from the URL is shown only through ``shown``: shortened and with every Markdown
 character escaped, so a crafted link cannot put a clickable link or a remote image on the page.
 """
@@ -14,7 +17,11 @@ from typing import Any, Callable, Sequence
 
 import streamlit as st
 
+from views import teacher
+from views.style import readable
+
 SHOWN_CHARS = 40
+_PINNED = "_teacher_pinned"
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&@\"'^%])")
 
 
@@ -48,29 +55,52 @@ def _to_url(key: str, value: Any) -> Any:
     return value
 
 
+def _draw(key: str, widget: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``widget(*args, key=key, **kwargs)`` with its value mirrored to the URL; a hidden control is not
+    drawn and a locked one is disabled, both pinned to their first value (views.teacher)."""
+    hidden, locked = teacher.hidden(key), teacher.locked(key)
+    if hidden or locked:
+        pinned = st.session_state.setdefault(_PINNED, {})
+        st.session_state[key] = pinned.setdefault(key, st.session_state[key])
+    if hidden:
+        return _to_url(key, st.session_state[key])
+    return _to_url(key, widget(*args, key=key, **kwargs, **({"disabled": True} if locked else {})))
+
+
 def slider(label: str, key: str, min_value: float, max_value: float, default: float, step: float, **kwargs: Any) -> Any:
     """st.slider over [min_value, max_value] (int when ``default`` is an int)."""
     kind = type(default)
     _from_url(key, default, kind, lambda v: min_value <= v <= max_value, f"a number in [{min_value}, {max_value}]")
-    return _to_url(key, st.slider(label, kind(min_value), kind(max_value), step=kind(step), key=key, **kwargs))
+    return _draw(key, st.slider, label, kind(min_value), kind(max_value), step=kind(step), **kwargs)
+
+
+def stops(label: str, key: str, options: Sequence[float], default: float, **kwargs: Any) -> Any:
+    """st.select_slider over the numbers ``options`` (a slider whose stops need not be evenly spaced)."""
+    kind = type(default)
+    _from_url(key, default, kind, lambda v: v in options, f"one of {list(options)}")
+    return _draw(key, st.select_slider, label, list(options), **kwargs)
 
 
 def number(label: str, key: str, min_value: float, max_value: float, default: float, step: float, **kwargs: Any) -> Any:
     """st.number_input over [min_value, max_value] (int when ``default`` is an int)."""
     kind = type(default)
     _from_url(key, default, kind, lambda v: min_value <= v <= max_value, f"a number in [{min_value}, {max_value}]")
-    return _to_url(key, st.number_input(label, kind(min_value), kind(max_value), step=kind(step), key=key, **kwargs))
+    return _draw(key, st.number_input, label, kind(min_value), kind(max_value), step=kind(step), **kwargs)
 
 
 def choice(label: str, key: str, options: Sequence[str], default: str, radio: bool = False, **kwargs: Any) -> str:
     """st.selectbox (or st.radio) over string options."""
     _from_url(key, default, str, lambda v: v in options, f"one of {list(options)}")
-    widget = st.radio if radio else st.selectbox
-    return _to_url(key, widget(label, list(options), key=key, **kwargs))
+    return _draw(key, st.radio if radio else st.selectbox, label, list(options), **kwargs)
 
 
 def toggle(label: str, key: str, default: bool, **kwargs: Any) -> bool:
     """st.toggle stored as true/false."""
     parse = {"true": True, "false": False}.get
     _from_url(key, default, lambda raw: parse(raw.lower()), lambda v: isinstance(v, bool), "true or false")
-    return _to_url(key, st.toggle(label, key=key, **kwargs))
+    return _draw(key, st.toggle, label, **kwargs)
+
+
+def chart(figure: Any, key: str) -> None:
+    """st.plotly_chart of ``figure`` with the readable fonts of views.style, larger in presenter mode."""
+    st.plotly_chart(readable(figure, teacher.presenter()), key=key)

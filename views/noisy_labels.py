@@ -77,14 +77,42 @@ def curves_figure(run: ClassifierRun, metric: str) -> go.Figure:
     for name, curve in run.seed_mean_curves(metric).items():
         fig.add_trace(go.Scatter(x=run.eval_steps, y=100 * curve, mode="lines", name=name, line=method_line(name)))
     if metric == "train_acc":
-        fig.add_hline(y=100 * (1 - run.config.flip_rate), line=dict(color="black", dash="dot"),
-                      annotation_text="a classifier that ignores the flips")
+        reference = 100 * (1 - run.config.flip_rate)
+        fig.add_trace(go.Scatter(x=[run.eval_steps[0], run.eval_steps[-1]], y=[reference, reference], mode="lines",
+                                 name="ignores the flips (1 − flip rate)", line=dict(color="black", dash="dot", width=2)))
     fig.update_layout(
-        title=METRIC_TITLES[metric], height=330, margin=dict(l=10, r=10, t=45, b=10),
+        title=METRIC_TITLES[metric], height=380, margin=dict(l=10, r=10, t=45, b=10),
         xaxis=dict(title="step"), yaxis=dict(title="% (mean over seeds)", range=[0, 101] if metric == "flipped_fit" else [40, 101]),
-        legend=dict(orientation="h", yanchor="top", y=-0.2),
     )
     return fig
+
+
+@st.fragment
+def boundaries(run: ClassifierRun, config: ClassifierConfig, final: dict[str, dict[str, float]]) -> None:
+    """The decision boundaries with their snapshot and seed sliders: moving one reruns only this part."""
+    snapshots = [int(step) for step in run.snapshot_steps]
+    if st.session_state.get("nl_snapshot", snapshots[-1]) not in snapshots:  # a step of an earlier setting
+        st.session_state["nl_snapshot"] = snapshots[-1]
+    step = common.stops("Watch training: boundaries after step", "nl_snapshot", snapshots, snapshots[-1])
+    shown = snapshots.index(step)
+    member = 0
+    if config.members > 1:
+        member = common.slider("Seed shown in the pictures", "nl_member", 0, config.members - 1, 0, 1)
+    st.caption(f"Decision boundaries after step {step} of {config.steps}; seed {config.seed + member}, "
+               f"flip seed {config.flip_seed + member}. Crosses: points whose label was flipped (drawn in their "
+               "wrong colour).")
+    data = run.data
+    for o, (column, name) in enumerate(zip(st.columns(len(config.optimizers)), config.optimizers)):
+        with column:
+            common.chart(
+                boundary_figure(run.x1, run.x2, run.grids[o, member, shown], data.x_train[member].numpy(),
+                                data.y_train[member].numpy(), data.flipped[member].numpy(), title=name, height=400),
+                key=f"nl_boundary_{name}",
+            )
+            left, right = st.columns(2)
+            left.metric("train acc (noisy)", f"{100 * final['train_acc'][name]:.1f}%")
+            right.metric("clean test acc", f"{100 * final['test_acc'][name]:.1f}%")
+            st.caption(f"{100 * final['flipped_fit'][name]:.0f}% of the flipped points fitted to their wrong label.")
 
 
 st.title("Noisy labels in 2-D")
@@ -112,28 +140,7 @@ except ValidationError as error:
 run = trained(config)
 
 final = {metric: run.final(metric) for metric in METRIC_TITLES}
-snapshots = run.snapshot_steps
-shown = common.slider("Watch training: snapshot", "nl_snapshot", 0, len(snapshots) - 1, len(snapshots) - 1, 1,
-                      help=f"Snapshots at steps {', '.join(map(str, snapshots))}")
-member = 0
-if config.members > 1:
-    member = common.slider("Seed shown in the pictures", "nl_member", 0, config.members - 1, 0, 1)
-st.caption(f"Decision boundaries after step {snapshots[shown]} of {config.steps}; seed {config.seed + member}, "
-           f"flip seed {config.flip_seed + member}. Crosses: points whose label was flipped (drawn in their wrong color).")
-
-data = run.data
-columns = st.columns(len(config.optimizers))
-for o, (column, name) in enumerate(zip(columns, config.optimizers)):
-    with column:
-        st.plotly_chart(
-            boundary_figure(run.x1, run.x2, run.grids[o, member, shown], data.x_train[member].numpy(),
-                            data.y_train[member].numpy(), data.flipped[member].numpy(), title=name, height=360),
-            key=f"nl_boundary_{name}",
-        )
-        left, right = st.columns(2)
-        left.metric("train acc (noisy)", f"{100 * final['train_acc'][name]:.1f}%")
-        right.metric("clean test acc", f"{100 * final['test_acc'][name]:.1f}%")
-        st.caption(f"{100 * final['flipped_fit'][name]:.0f}% of the flipped points fitted to their wrong label.")
+boundaries(run, config, final)
 
 gains = clean_test_gains(run)
 seeds = f"seed {config.seed}" if config.members == 1 else f"mean over {config.members} seeds"
@@ -149,7 +156,7 @@ if config == PRESETS[PAPER_EFFECT]:
 tabs = st.tabs(list(METRIC_TITLES.values()))
 for tab, metric in zip(tabs, METRIC_TITLES):
     with tab:
-        st.plotly_chart(curves_figure(run, metric), key=f"nl_curve_{metric}")
+        common.chart(curves_figure(run, metric), key=f"nl_curve_{metric}")
 
 st.markdown(
     r"""

@@ -21,7 +21,8 @@ NOTES = {
 }
 COLORS = {"w": "#1f77b4", "w_prime": "#d62728"}
 LOSS_COLORS = [[0.0, "#f7fbff"], [0.05, "#c6dbef"], [0.2, "#6baed6"], [0.5, "#2171b5"], [1.0, "#08306b"]]
-PLOT_WIDTH_PX = 560
+PLOT_WIDTH_PX = 480
+GRID = 80  # loss grid per axis (float32): sent three times per figure, background and two level lines
 
 
 @st.cache_data(max_entries=64, show_spinner="Maximizing the loss over every region…")
@@ -31,7 +32,7 @@ def scene(loss_name: str, w1: float, w2: float, a: float, rho: float, eta: float
     w = torch.tensor([w1, w2], dtype=torch.float64)
     pairs = [region_pair(loss, w, a, region, rho, eta) for region in [*REGIONS.values(), adaptive_region(p)]]
     box = bounding_box([curve for pair in pairs for curve in (pair.boundary, pair.boundary_prime)])
-    return pairs, box, tuple(t.numpy() for t in loss_grid(loss, box, n=160))
+    return pairs, box, tuple(t.float().numpy() for t in loss_grid(loss, box, n=GRID))
 
 
 def level_line(grid, level: float, color: str, name: str) -> go.Contour:
@@ -79,7 +80,7 @@ def region_figure(pair: RegionPair, box, grid, title: str) -> go.Figure:
     (x0, x1), (y0, y1) = box
     aspect = (y1 - y0) / (x1 - x0)
     fig.update_layout(
-        title=title, height=int(min(max(90 + PLOT_WIDTH_PX * aspect, 300), 720)), margin=dict(l=10, r=10, t=40, b=10),
+        title=title, height=int(min(max(60 + PLOT_WIDTH_PX * aspect, 300), 640)), margin=dict(l=10, r=10, t=40, b=10),
         showlegend=False, xaxis=dict(title="w₁", range=[x0, x1], constrain="domain"),
         yaxis=dict(title="w₂", range=[y0, y1], scaleanchor="x", scaleratio=1, constrain="domain"),
     )
@@ -115,6 +116,20 @@ w_prime = rescale(torch.tensor([w1, w2], dtype=torch.float64), a).tolist()
 st.latex(loss.latex + r",\qquad w = (%.3g,\ %.3g),\quad w' = Aw = (%.3g,\ %.3g)" % (w1, w2, *w_prime))
 pairs, box, grid = scene(loss_name, w1, w2, a, rho, eta, P_CHOICES[p])
 
+st.caption(
+    "Blue: at w (dot); red: at w′ = Aw (triangle). Solid arrows: the exact worst case ε* (the true loss maximized over "
+    "the region); dashed: the first-order guess ε̂ that SAM/ASAM use; dotted lines: the loss level of each maximum."
+)
+notes = {**NOTES, adaptive_region(P_CHOICES[p]).name: "Any p > 1 gives a scale-invariant region: p = 2 is the "
+         "ellipsoid, p = ∞ the cuboid."}
+titles = {**TITLES, adaptive_region(P_CHOICES[p]).name: f"Adaptive p-ball (ASAM, p = {p})"}
+for row_pairs in (pairs[:2], pairs[2:]):
+    for column, pair in zip(st.columns(2), row_pairs):
+        with column:
+            common.chart(region_figure(pair, box, grid, titles[pair.region.name]), key=f"regions_plot_{pair.region.name}")
+            st.markdown(f"${pair.region.formula}$")
+            caption(pair, notes[pair.region.name])
+
 rows = [pair.row for pair in pairs]
 tolerance = f"{EQUAL_TOLERANCE:.0e}".replace("e-0", "e-")
 left, right = st.columns([3, 2])
@@ -145,17 +160,3 @@ with right:
         )
     if not loss.scale_invariant:
         st.warning(f"{loss.title} is not scale-invariant (L(Aw) ≠ L(w)), so Theorem 1 does not apply to it.")
-
-st.caption(
-    "Blue: at w (dot); red: at w′ = Aw (triangle). Solid arrows: the exact worst case ε* (the true loss maximized over "
-    "the region); dashed: the first-order guess ε̂ that SAM/ASAM use; dotted lines: the loss level of each maximum."
-)
-notes = {**NOTES, adaptive_region(P_CHOICES[p]).name: "Any p > 1 gives a scale-invariant region: p = 2 is the "
-         "ellipsoid, p = ∞ the cuboid."}
-titles = {**TITLES, adaptive_region(P_CHOICES[p]).name: f"Adaptive p-ball (ASAM, p = {p})"}
-for row_pairs in (pairs[:2], pairs[2:]):
-    for column, pair in zip(st.columns(2), row_pairs):
-        with column:
-            st.plotly_chart(region_figure(pair, box, grid, titles[pair.region.name]), key=f"regions_plot_{pair.region.name}")
-            st.markdown(f"${pair.region.formula}$")
-            caption(pair, notes[pair.region.name])

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from views import common
-from views.style import P_CHOICES, TOY_P_CHOICES
+from views.style import P_CHOICES, TOY_P_CHOICES, method_color
 from views.classifier_plots import boundary_figure
 from toy_problems.classification import DATASETS, decision_grid, grid_axes
 from toy_problems.scale_invariance import (
-    INVARIANT,
     MEASURES,
     MeasureConfig,
     Reference,
@@ -24,6 +24,7 @@ from toy_problems.scale_invariance import (
 )
 
 SCALES = tuple(np.logspace(-1.0, 1.0, 9).tolist())
+A_STOPS = tuple(float(f"{a:.3g}") for a in np.logspace(-1.0, 1.0, 41))  # the a slider: log-spaced, 1 included
 
 
 @st.cache_data(max_entries=8, show_spinner="Training a 2-16-16-2 ReLU MLP with SGD…")
@@ -46,14 +47,16 @@ def at_scale(dataset: str, seed: int, layer: int, a: float, rho: float, p: float
     return measures(model, ref.x, ref.y, MeasureConfig(rho=rho, p=p)), (x1.numpy(), x2.numpy(), grid)
 
 
-STYLES = {  # measure -> (color, dash)
-    "loss": ("#000000", "solid"),
-    "sharpness": ("#1f77b4", "dash"),
-    "adaptive, element-wise": ("#d62728", "solid"),
-    "adaptive, filter-wise": ("#ff7f0e", "solid"),
-    "adaptive, element-wise (ASAM defaults)": ("#d62728", "dot"),
-    "adaptive, filter-wise (ASAM defaults)": ("#ff7f0e", "dot"),
-    "Hessian λ_max": ("#9467bd", "dash"),
+SAM, ASAM = method_color("sam"), method_color("asam")
+STYLES = {  # measure -> (color, dash, width): plain sharpness in SAM's colour, adaptive in ASAM's; the wide
+    # element-wise line under the narrow dashed filter-wise one, so both stay visible where they coincide
+    "loss": ("#000000", "solid", 2.5),
+    "sharpness": (SAM, "solid", 3),
+    "adaptive, element-wise": (ASAM, "solid", 8),
+    "adaptive, filter-wise": ("#7f3b00", "dash", 3),
+    "adaptive, element-wise (ASAM defaults)": (ASAM, "dot", 3),
+    "adaptive, filter-wise (ASAM defaults)": ("#7f3b00", "dot", 2),
+    "Hessian λ_max": ("#9467bd", "dashdot", 2.5),
 }
 
 
@@ -61,18 +64,18 @@ def ratio_figure(curves: dict[str, np.ndarray], current: dict[str, float], base:
     fig = go.Figure()
     ratios = ratio_curves(curves, SCALES)
     for name in MEASURES:
-        color, dash = STYLES[name]
+        color, dash, width = STYLES[name]
         fig.add_trace(go.Scatter(
-            x=SCALES, y=ratios[name], mode="lines", name=name, legendgroup=name,
-            line=dict(color=color, dash=dash, width=3 if name in INVARIANT else 2),
+            x=SCALES, y=ratios[name], mode="lines", name=name, legendgroup=name, opacity=0.6 if width > 5 else 1.0,
+            line=dict(color=color, dash=dash, width=width),
         ))
         fig.add_trace(go.Scatter(
             x=[a], y=[current[name] / base[name]], mode="markers", legendgroup=name, showlegend=False,
             marker=dict(color=color, size=10, line=dict(color="white", width=1)), name=f"{name} at a = {a:.3g}",
         ))
     fig.update_layout(
-        title="Each measure at Aw divided by its value at w (dots: the slider's a)", height=420,
-        margin=dict(l=10, r=10, t=45, b=10), legend=dict(font=dict(size=11)),
+        title="Each measure at Aw divided by its value at w (dots: the slider's a)", height=460,
+        margin=dict(l=10, r=10, t=45, b=10),
         xaxis=dict(title="a (hidden-layer scaling)", type="log"), yaxis=dict(title="measure(Aw) / measure(w)", type="log"),
     )
     return fig
@@ -90,11 +93,10 @@ with st.sidebar:
     dataset = common.choice("Dataset", "si_dataset", list(DATASETS), "moons")
     seed = common.number("Seed", "si_seed", 0, 1000, 0, 1)
     layer = common.choice("Hidden layer to rescale", "si_layer", ["1", "2"], "1", radio=True)
-    log_a = common.slider("log₁₀ a", "si_log_a", -1.0, 1.0, 0.0, 0.05)
+    a = common.stops("a (hidden-layer scaling)", "si_a", A_STOPS, 1.0)
     rho = common.slider("ρ (radius)", "si_rho", 0.01, 0.5, 0.05, 0.01)
     p_name = common.choice("p of the region", "si_p", list(TOY_P_CHOICES), "2", radio=True)
 
-a = float(10.0**log_a)
 p = P_CHOICES[p_name]
 ref = reference(dataset, seed)
 values, (x1, x2, grid) = at_scale(dataset, seed, int(layer) - 1, a, rho, p)
@@ -102,17 +104,18 @@ base, _ = at_scale(dataset, seed, int(layer) - 1, 1.0, rho, p)
 
 left, right = st.columns([1, 1])
 with left:
-    st.plotly_chart(
+    common.chart(
         boundary_figure(x1, x2, grid, ref.x.numpy(), ref.y.numpy(), title=f"Decision boundary of Aw, a = {a:.3g}"),
         key="si_boundary",
     )
     st.caption("The 2-16-16-2 ReLU MLP trained with SGD, evaluated with the rescaled weights Aw: the same picture for every a.")
 with right:
     st.subheader(f"Measures at Aw (a = {a:.3g}, ρ = {rho:g}, p = {p_name})")
-    for row in (MEASURES[:2], MEASURES[2:4], MEASURES[4:6], MEASURES[6:]):
-        for column, name in zip(st.columns(2), row):
-            column.metric(name, f"{values[name]:.5g}", f"×{values[name] / base[name]:.4g} of its value at a = 1",
-                          delta_color="off", delta_arrow="off")
+    st.table(pd.DataFrame({
+        "measure": list(MEASURES),
+        "at Aw": [f"{values[name]:.5g}" for name in MEASURES],
+        "÷ value at a = 1": [f"×{values[name] / base[name]:.4g}" for name in MEASURES],
+    }).set_index("measure"))
     st.caption(
         "Element-wise: T_w = diag(|w|); filter-wise: every entry of a weight row (one unit's incoming weights) "
         "scaled by the row's L2 norm. Both with η = 0 and normalized biases, as in Theorem 1. "
@@ -120,7 +123,7 @@ with right:
         "first-order ε̂ and one random start (`asam_core.sharpness`)."
     )
 
-st.plotly_chart(ratio_figure(sweep(dataset, seed, int(layer) - 1, rho, p), values, base, a), key="si_ratio")
+common.chart(ratio_figure(sweep(dataset, seed, int(layer) - 1, rho, p), values, base, a), key="si_ratio")
 
 st.markdown(
     r"""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import plotly.graph_objects as go
+
 from asam_core.methods import METHODS, method
 
 P_CHOICES: dict[str, float] = {"1.5": 1.5, "2": 2.0, "3": 3.0, "4": 4.0, "8": 8.0, "inf": math.inf}
@@ -26,3 +28,20 @@ def method_color(key_or_title: str) -> str:
 
 
 METHOD_KEYS = tuple(METHODS)
+INK = "#111111"
+FONT_SIZE, PRESENTER_FONT_SIZE = 15, 20
+PRESENTER_HEIGHT = 1.25
+
+
+def readable(fig: go.Figure, presenter: bool = False) -> go.Figure:
+    """``fig`` with fonts readable on a projector: dark text, 15 px (20 px and 25 % taller figures
+    in presenter mode); axis titles a little larger than the ticks."""
+    size = PRESENTER_FONT_SIZE if presenter else FONT_SIZE
+    fig.update_layout(font=dict(size=size, color=INK), title_font=dict(size=size + 3, color=INK))
+    axis = dict(tickfont=dict(size=size, color=INK), title_font=dict(size=size + 1, color=INK))
+    fig.update_xaxes(**axis)
+    fig.update_yaxes(**axis)
+    fig.update_annotations(font_size=size)
+    if presenter and fig.layout.height:
+        fig.update_layout(height=int(fig.layout.height * PRESENTER_HEIGHT))
+    return fig

@@ -15,7 +15,7 @@ from toy_problems.convergence import OUTCOMES, convergence_map
 from toy_problems.export import trajectories_csv
 from toy_problems.losses import LOSSES, bounding_box, get_loss, loss_grid
 from toy_problems.presets import FIGURE3_CONFIG, FIGURE3_LOSS, FIGURE3_STARTS
-from toy_problems.simulate import SimulationConfig, simulate
+from toy_problems.simulate import SimulationConfig, simulate_start
 
 CUSTOM = "custom start"
 MAP_COLORINGS = {
@@ -41,9 +41,92 @@ def mark_custom() -> None:
     st.session_state["traj_preset"] = CUSTOM
 
 
-@st.cache_data(max_entries=32, show_spinner="Simulating SGD, SAM and ASAM…")
+PATH_POINTS = 400  # recorded points drawn per path (the table and the CSV keep every step)
+FRAMES = 41  # play-back positions, animated in the browser
+OUTCOME_COLORS = ("#d62728", "#2ca02c", "#bcbd22")  # stuck, converged, neither
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
 def run(loss_name: str, w1: float, w2: float, config: SimulationConfig):
-    return simulate(get_loss(loss_name), torch.tensor([[w1, w2]], dtype=torch.float64), config)
+    return simulate_start(get_loss(loss_name), (w1, w2), config)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def trajectories_figure(loss_name: str, w1: float, w2: float, config: SimulationConfig, box) -> go.Figure:
+    """Paths on the loss (left) and the lowest loss so far (right), with a play-back slider and
+    play button that animate in the browser (no server round trip)."""
+    loss, full = get_loss(loss_name), run(loss_name, w1, w2, config)
+    shown = full.thinned(PATH_POINTS)
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.58, 0.42], horizontal_spacing=0.08,
+                        subplot_titles=("Paths on L(w)", "Lowest loss so far, min over s ≤ t of L(wₛ)"))
+    xs, ys, values = (t.numpy() for t in loss_grid(loss, box, n=100))
+    fig.add_trace(go.Contour(
+        x=xs, y=ys, z=values, ncontours=30, colorscale="Greys", reversescale=True, opacity=0.35, showscale=False,
+        name="L(w)", showlegend=False, hovertemplate="w₁=%{x:.3f}<br>w₂=%{y:.3f}<br>L=%{z:.4g}<extra></extra>",
+        contours=dict(coloring="heatmap", showlines=True), line=dict(width=0.5, color="white"),
+    ), row=1, col=1)
+    if loss.valley is not None:
+        valley_w1 = torch.linspace(max(box[0][0], 1e-3), box[0][1], 200, dtype=torch.float64)
+        fig.add_trace(go.Scatter(x=valley_w1.numpy(), y=loss.valley(valley_w1).numpy(), mode="lines",
+                                 name="minimizers (valley)", line=dict(color="#d62728", width=2)), row=1, col=1)
+    low, high = max(box[0][0], box[1][0]), min(box[0][1], box[1][1])
+    fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="diagonal w₁ = w₂",
+                             line=dict(color="black", width=1, dash="dot")), row=1, col=1)
+    fig.add_trace(go.Scatter(x=[w1], y=[w2], mode="markers", name="w₀", marker=dict(symbol="star", size=14, color="black")),
+                  row=1, col=1)
+    best = shown.running_min_losses().clamp_min(1e-12)
+    steps = shown.steps.numpy()
+    order = list(reversed(range(len(shown.methods))))  # sharpness-aware first and widest: SGD stays visible on top
+    animated = []
+    for rank, m in enumerate(order):
+        name, width = method_title(shown.methods[m]), 2.5 + 2.0 * (len(order) - 1 - rank)
+        fig.add_trace(go.Scatter(x=steps, y=best[m, :, 0].numpy(), mode="lines", name=name, legendgroup=name,
+                                 showlegend=False, line=method_line(shown.methods[m], width=2.5)), row=1, col=2)
+        animated.append(len(fig.data))
+        fig.add_trace(go.Scatter(mode="lines", name=name, legendgroup=name, line=method_line(shown.methods[m], width)),
+                      row=1, col=1)
+        animated.append(len(fig.data))
+        fig.add_trace(go.Scatter(mode="markers", legendgroup=name, showlegend=False, name=f"{name} now",
+                                 marker=dict(size=12, color=method_color(shown.methods[m]),
+                                             line=dict(color="black", width=1))), row=1, col=1)
+    animated.append(len(fig.data))
+    low_loss, high_loss = float(best.min()), float(best.max())
+    fig.add_trace(go.Scatter(mode="lines", name="play-back step", showlegend=False, line=dict(color="black", dash="dot")),
+                  row=1, col=2)
+    positions = sorted({round(i * (len(steps) - 1) / (FRAMES - 1)) for i in range(FRAMES)})
+    frames = []
+    for i in positions:
+        data = []
+        for m in order:
+            path = shown.points[m, : i + 1, 0].float().numpy()
+            data += [go.Scatter(x=path[:, 0], y=path[:, 1]), go.Scatter(x=path[-1:, 0], y=path[-1:, 1])]
+        data.append(go.Scatter(x=[steps[i], steps[i]], y=[low_loss, high_loss]))
+        frames.append(go.Frame(data=data, traces=animated, name=str(int(steps[i]))))
+    fig.frames = frames
+    for trace, data in zip(animated, frames[-1].data):
+        fig.data[trace].update(x=data.x, y=data.y)
+    still = dict(mode="immediate", frame=dict(duration=0, redraw=False), transition=dict(duration=0))
+    fig.update_layout(
+        height=640, margin=dict(l=10, r=10, t=60, b=130),
+        legend=dict(orientation="h", yanchor="bottom", y=1.08, x=0.0, xanchor="left"),
+        sliders=[dict(
+            active=len(frames) - 1, y=0, yanchor="top", pad=dict(t=75), len=0.88, x=0.12,
+            currentvalue=dict(prefix="play-back: paths up to step "),
+            steps=[dict(method="animate", label=f.name, args=[[f.name], still]) for f in frames],
+        )],
+        updatemenus=[dict(type="buttons", direction="left", x=0.0, y=0, xanchor="left", yanchor="top", pad=dict(t=95),
+                          buttons=[
+            dict(label="▶", method="animate",
+                 args=[None, dict(frame=dict(duration=80, redraw=False), transition=dict(duration=0), fromcurrent=True)]),
+            dict(label="❚❚", method="animate", args=[[None], still]),
+        ])],
+    )
+    (x0, x1), (y0, y1) = box
+    fig.update_xaxes(title_text="w₁", range=[x0, x1], row=1, col=1)
+    fig.update_yaxes(title_text="w₂", range=[y0, y1], row=1, col=1)
+    fig.update_xaxes(title_text="step t", row=1, col=2)
+    fig.update_yaxes(title_text="min L(wₛ), s ≤ t", type="log", exponentformat="power", dtick=1, row=1, col=2)
+    return fig
 
 
 @st.cache_data(max_entries=16, show_spinner="Computing the convergence map (all starts and methods in one batch)…")
@@ -51,59 +134,15 @@ def cached_map(loss_name: str, box, n: int, config: SimulationConfig):
     return convergence_map(get_loss(loss_name), box, n, config)
 
 
-def paths_figure(trajectories, loss, box, step_index: int) -> go.Figure:
-    xs, ys, values = (t.numpy() for t in loss_grid(loss, box, n=200))
-    fig = go.Figure(go.Contour(
-        x=xs, y=ys, z=values, ncontours=30, colorscale="Greys", reversescale=True, opacity=0.35, showscale=False,
-        name="L(w)", hovertemplate="w₁=%{x:.3f}<br>w₂=%{y:.3f}<br>L=%{z:.4g}<extra></extra>",
-        contours=dict(coloring="heatmap", showlines=True), line=dict(width=0.5, color="white"),
-    ))
-    if loss.valley is not None:
-        w1 = torch.linspace(max(box[0][0], 1e-3), box[0][1], 300, dtype=torch.float64)
-        fig.add_trace(go.Scatter(x=w1.numpy(), y=loss.valley(w1).numpy(), mode="lines", name="minimizers (valley)",
-                                 line=dict(color="red", width=2)))
-    low, high = max(box[0][0], box[1][0]), min(box[0][1], box[1][1])
-    fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="diagonal w₁ = w₂",
-                             line=dict(color="black", width=1, dash="dot")))
-    start = trajectories.points[0, 0, 0]
-    fig.add_trace(go.Scatter(x=[float(start[0])], y=[float(start[1])], mode="markers", name="w₀",
-                             marker=dict(symbol="star", size=14, color="black")))
-    for m, method in enumerate(trajectories.methods):
-        path = trajectories.points[m, : step_index + 1, 0].numpy()
-        fig.add_trace(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines", name=method_title(method),
-                                 line=method_line(method)))
-        fig.add_trace(go.Scatter(x=[float(path[-1, 0])], y=[float(path[-1, 1])], mode="markers", showlegend=False,
-                                 marker=dict(size=11, color=method_color(method), line=dict(color="black", width=1)),
-                                 hovertemplate=f"{method_title(method)}: (%{{x:.4f}}, %{{y:.4f}})<extra></extra>"))
-    (x0, x1), (y0, y1) = box
-    fig.update_layout(
-        height=520, margin=dict(l=10, r=10, t=40, b=10), title=f"Paths up to step {int(trajectories.steps[step_index])}",
-        xaxis=dict(title="w₁", range=[x0, x1]), yaxis=dict(title="w₂", range=[y0, y1]),
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1.0, xanchor="right"),
-    )
-    return fig
-
-
-def loss_figure(trajectories, step_index: int) -> go.Figure:
-    fig = go.Figure()
-    steps = trajectories.steps.numpy()
-    for m, method in enumerate(trajectories.methods):
-        fig.add_trace(go.Scatter(x=steps, y=trajectories.losses[m, :, 0].clamp_min(1e-12).numpy(), mode="lines",
-                                 name=method_title(method), line=method_line(method, width=1), opacity=0.8))
-    fig.add_vline(x=int(steps[step_index]), line=dict(color="black", dash="dot"))
-    fig.update_layout(height=520, margin=dict(l=10, r=10, t=40, b=10), title="Loss at w (log scale)",
-                      xaxis_title="step", yaxis=dict(title="L(w)", type="log"),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1.0, xanchor="right"))
-    return fig
-
-
 def map_figure(cmap, coloring: str) -> go.Figure:
     field = MAP_COLORINGS[coloring]
     fig = make_subplots(rows=1, cols=len(cmap.methods), subplot_titles=[method_title(m) for m in cmap.methods],
                         shared_yaxes=True, horizontal_spacing=0.03)
-    if field == "outcome":
-        z, colorscale, zrange = cmap.outcome.float(), [[0, "#d62728"], [0.5, "#2ca02c"], [1, "#bcbd22"]], (0, 2)
-        colorbar = dict(tickvals=[0, 1, 2], ticktext=list(OUTCOMES))
+    if field == "outcome":  # three categories: one flat band of colour each
+        bands = len(OUTCOMES)
+        z, zrange = cmap.outcome.float(), (-0.5, bands - 0.5)
+        colorscale = [[edge, color] for k, color in enumerate(OUTCOME_COLORS) for edge in (k / bands, (k + 1) / bands)]
+        colorbar = dict(tickvals=list(range(bands)), ticktext=list(OUTCOMES), title="outcome")
     elif field == "balance":
         z, colorscale, zrange = cmap.balance.clamp(-2, 2), "RdBu", (-2, 2)
         colorbar = dict(title="log₁₀ w₁/w₂")
@@ -118,8 +157,35 @@ def map_figure(cmap, coloring: str) -> go.Figure:
         ), row=1, col=m + 1)
         fig.update_xaxes(title_text="w₁ at start", row=1, col=m + 1)
     fig.update_yaxes(title_text="w₂ at start", row=1, col=1)
-    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="#d9d9d9")
+    fig.update_layout(height=400, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="#d9d9d9")
     return fig
+
+
+@st.fragment
+def convergence_section(loss, box, config: SimulationConfig) -> None:
+    """The map and its controls: moving one of them reruns only this part of the page."""
+    st.subheader("Convergence map")
+    st.caption("Every start of a grid over the plotted box, run by all three methods in one batched call "
+               "(same α, ρ, p, η, momentum as above).")
+    columns = st.columns(3)
+    with columns[0]:
+        show_map = common.toggle("Compute the map", "traj_map", True)
+    with columns[1]:
+        n = int(common.choice("grid points per axis", "traj_map_n", ["25", "50", "100", "200"], "50"))
+    with columns[2]:
+        coloring = common.choice("colour by", "traj_map_color", list(MAP_COLORINGS), next(iter(MAP_COLORINGS)))
+    map_steps = common.slider("map steps", "traj_map_steps", 100, 5_000, 1_000, 100)
+    if not show_map:
+        return
+    cmap = cached_map(loss.name, box, n, config.model_copy(update=dict(steps=map_steps)))
+    common.chart(map_figure(cmap, coloring), key="traj_map_plot")
+    counts = cmap.outcome_counts().tolist()
+    st.caption(
+        "Starts per outcome (stuck / converged / neither): "
+        + "; ".join(f"{method_title(m)}: {' / '.join(map(str, c))}" for m, c in zip(cmap.methods, counts))
+        + ". Converged means final loss < 5·10⁻³. Log₁₀ w₁/w₂ = 0 is the diagonal; grey cells never moved (stuck)."
+        + ("" if loss.name == FIGURE3_LOSS else f" (This loss: {loss.title}.)")
+    )
 
 
 st.title("Trajectories")
@@ -137,27 +203,24 @@ with st.sidebar:
                        format="%.3f", on_change=mark_custom)
     w2 = common.number("w₂ at start", "traj_w2", -2.0, 2.0, FIGURE3_STARTS[next(iter(FIGURE3_STARTS))][1], 0.001,
                        format="%.3f", on_change=mark_custom)
-    loss_name = common.choice("Loss", "traj_loss", list(LOSSES), FIGURE3_LOSS, format_func=lambda n: LOSSES[n].title)
-    lr = common.slider("learning rate α", "traj_lr", 0.001, 0.1, FIGURE3_CONFIG.lr, 0.001, format="%.3f")
-    steps = common.slider("steps", "traj_steps", 100, 10_000, FIGURE3_CONFIG.steps, 100)
-    rho = common.slider("ρ (SAM and ASAM)", "traj_rho", 0.0, 0.5, FIGURE3_CONFIG.rho, 0.01)
-    p = common.choice("ASAM's p", "traj_p", list(TOY_P_CHOICES), "2")
-    eta = common.slider("ASAM's η", "traj_eta", 0.0, 0.1, FIGURE3_CONFIG.eta, 0.005, format="%.3f")
-    momentum = common.slider("momentum", "traj_momentum", 0.0, 0.95, FIGURE3_CONFIG.momentum, 0.05)
+    loss_name = common.choice("Loss", "traj_loss", list(LOSSES), FIGURE3_LOSS, format_func=lambda n: LOSSES[n].title,
+                              on_change=mark_custom)
+    lr = common.slider("learning rate α", "traj_lr", 0.001, 0.1, FIGURE3_CONFIG.lr, 0.001, format="%.3f",
+                       on_change=mark_custom)
+    steps = common.slider("steps", "traj_steps", 100, 10_000, FIGURE3_CONFIG.steps, 100, on_change=mark_custom)
+    rho = common.slider("ρ (SAM and ASAM)", "traj_rho", 0.0, 0.5, FIGURE3_CONFIG.rho, 0.01, on_change=mark_custom)
+    p = common.choice("ASAM's p", "traj_p", list(TOY_P_CHOICES), "2", on_change=mark_custom)
+    eta = common.slider("ASAM's η", "traj_eta", 0.0, 0.1, FIGURE3_CONFIG.eta, 0.005, format="%.3f",
+                        on_change=mark_custom)
+    momentum = common.slider("momentum", "traj_momentum", 0.0, 0.95, FIGURE3_CONFIG.momentum, 0.05,
+                             on_change=mark_custom)
 
 loss = get_loss(loss_name)
 config = SimulationConfig(lr=lr, steps=steps, rho=rho, p=float(p), eta=eta, momentum=momentum)
 trajectories = run(loss_name, w1, w2, config)
-if st.session_state.get("traj_step", 0) > steps:
-    st.session_state["traj_step"] = steps
-shown = common.slider("Play back: show the paths up to step", "traj_step", 0, steps, steps, 1)
 box = bounding_box([torch.tensor(loss.box).T, torch.tensor([w1, w2])], margin=0.02)
-
-left, right = st.columns([3, 2])
-with left:
-    st.plotly_chart(paths_figure(trajectories, loss, box, shown), key="traj_paths")
-with right:
-    st.plotly_chart(loss_figure(trajectories, shown), key="traj_losses")
+common.chart(trajectories_figure(loss_name, w1, w2, config, box), key="traj_paths")
+st.caption("▶ plays the paths back in the browser; drag the slider under the figure to scrub through the steps.")
 
 summary = trajectories.summary()
 st.dataframe(
@@ -188,26 +251,6 @@ st.markdown(
 st.download_button("Download the trajectories (CSV)", trajectories_csv(trajectories), file_name="trajectories.csv",
                    mime="text/csv", key="traj_csv")
 
-st.subheader("Convergence map")
-st.caption("Every start of a grid over the plotted box, run by all three methods in one batched call "
-           "(same α, ρ, p, η, momentum as above).")
-columns = st.columns(3)
-with columns[0]:
-    show_map = common.toggle("Compute the map", "traj_map", True)
-with columns[1]:
-    n = int(common.choice("grid points per axis", "traj_map_n", ["25", "50", "100", "200"], "50"))
-with columns[2]:
-    coloring = common.choice("colour by", "traj_map_color", list(MAP_COLORINGS), next(iter(MAP_COLORINGS)))
-map_steps = common.slider("map steps", "traj_map_steps", 100, 5_000, 1_000, 100)
-if show_map:
-    cmap = cached_map(loss_name, box, n, config.model_copy(update=dict(steps=map_steps)))
-    st.plotly_chart(map_figure(cmap, coloring), key="traj_map_plot")
-    counts = cmap.outcome_counts().tolist()
-    st.caption(
-        "Starts per outcome (stuck / converged / neither): "
-        + "; ".join(f"{method_title(m)}: {' / '.join(map(str, c))}" for m, c in zip(cmap.methods, counts))
-        + ". Converged means final loss < 5·10⁻³. Log₁₀ w₁/w₂ = 0 is the diagonal; grey cells never moved (stuck)."
-        + ("" if loss.name == FIGURE3_LOSS else f" (This loss: {loss.title}.)")
-    )
+convergence_section(loss, box, config)
 if not math.isfinite(float(trajectories.losses[:, -1].max())):
     st.warning("A method diverged (loss is not finite): lower the learning rate.")
