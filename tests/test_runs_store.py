@@ -305,10 +305,15 @@ def test_an_old_database_gains_the_new_columns_and_keeps_its_runs(tmp_path):
         for _ in range(2):
             con.execute("INSERT INTO runs (status, config, owner, created) VALUES ('queued', ?, 'ada', 1.0)",
                         (RunConfig().model_dump_json(),))
+        con.execute("CREATE TABLE metrics (run_id INTEGER NOT NULL, epoch INTEGER, train_loss REAL NOT NULL, "
+                    "PRIMARY KEY (run_id, epoch)) WITHOUT ROWID")  # a metrics table of fewer fields
+        con.execute("INSERT INTO metrics VALUES (1, 1, 0.5)")
     store = RunStore(root)
     runs = store.list_runs()
     assert [r.status for r in runs] == ["queued", "queued"] and len({r.key for r in runs}) == 2
     assert all(len(r.key) == 32 for r in runs)
+    assert store.metrics([1]) == [{"run_id": 1, "epoch": 1, "train_loss": 0.5} | {
+        f: None for f in METRIC_FIELDS if f not in ("epoch", "train_loss")}]
     assert store.claim(1, HOST).run.id == 1
     assert RunStore(root).get(1).key == runs[0].key  # a second open changes nothing
 

@@ -79,7 +79,11 @@ class StoreSink:
 
 
 def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    """One line to the run's log; a full disk loses the line, not the run."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def is_transient(err: OSError) -> bool:
@@ -103,7 +107,7 @@ def train_leased_run(store: RunStore, lease: str, retry_delay: float) -> int:
     except OSError as err:
         if not is_transient(err):
             raise
-        reason = f"could not write {err.filename or 'a file'}: {err.strerror}; will resume from its last checkpoint"
+        reason = f"could not write {err.filename or 'its checkpoint'}: {err.strerror}; will resume from its last checkpoint"
         _say(reason)
         store.release(lease, reason, delay=retry_delay)
         return EXIT_TRANSIENT

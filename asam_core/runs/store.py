@@ -37,7 +37,8 @@ checkpoints of done runs left behind by a crash.
 Faults never come out as sqlite3 tracebacks: every database or folder problem is a ``StoreError``
 with one line that names the file and what to do (corrupt database, read-only folder, disk full,
 missing or wrong-type root).  ``StoreGone`` says the database was deleted or replaced while this
-process had it open.  Stores written by older versions gain the new columns on open.
+process had it open.  Stores written by older versions gain the new columns on open (runs'
+key, run_pid and not_before; metric fields added since).
 """
 from __future__ import annotations
 
@@ -248,6 +249,8 @@ def _describe(err: sqlite3.Error, db_path: Path) -> str:
         return f"{root} is read-only: the run store needs to write there; choose another folder (--root or ${ROOT_ENV})"
     if "disk is full" in text or "disk I/O error" in text:
         return f"cannot write to {db_path}: the disk is full (or failing); free some space and try again"
+    if "unable to open" in text and root.is_dir() and not os.access(root, os.W_OK):
+        return f"{root} is read-only: the run store needs to write there; choose another folder (--root or ${ROOT_ENV})"
     if "unable to open" in text:
         return f"cannot open {db_path}: check that {root} is a writable folder (--root or ${ROOT_ENV})"
     if "locked" in text or "busy" in text:
@@ -288,14 +291,20 @@ class RunStore:
             raise StoreError(f"cannot create the run store folder {self.root}: {err.strerror} {where}") from None
 
     def _migrate(self, con: sqlite3.Connection) -> None:
-        """Add the columns newer versions need (in one write transaction, so two openers do it once)."""
-        if {name for name, _ in _ADDED_COLUMNS} <= self._columns(con):
+        """Add the columns newer versions need: runs' _ADDED_COLUMNS and metric fields added to
+        EpochMetrics (nullable: older rows have no value).  One write transaction, so two openers
+        do it once."""
+        def missing() -> list[tuple[str, str, str]]:
+            runs, metrics = self._columns(con, "runs"), self._columns(con, "metrics")
+            return ([("runs", name, kind) for name, kind in _ADDED_COLUMNS if name not in runs]
+                    + [("metrics", name, "REAL") for name in METRIC_FIELDS if name not in metrics])
+
+        if not missing():
             return
         con.execute("BEGIN IMMEDIATE")
         try:
-            for name, kind in _ADDED_COLUMNS:
-                if name not in self._columns(con):
-                    con.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            for table, name, kind in missing():
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
             con.execute("UPDATE runs SET key = lower(hex(randomblob(16))) WHERE key IS NULL")
             con.execute("COMMIT")
         except BaseException:
@@ -303,8 +312,8 @@ class RunStore:
             raise
 
     @staticmethod
-    def _columns(con: sqlite3.Connection) -> set[str]:
-        return {row["name"] for row in con.execute("PRAGMA table_info(runs)")}
+    def _columns(con: sqlite3.Connection, table: str) -> set[str]:
+        return {row["name"] for row in con.execute(f"PRAGMA table_info({table})")}
 
     def run_dir(self, key: str) -> Path:
         """The folder of the run with ``key``: its checkpoint, log and kept weights."""

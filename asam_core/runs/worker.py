@@ -8,8 +8,8 @@ Every ``poll`` seconds the supervisor (which never imports torch):
   the store, which the run's process reads before every step; a process that has not stopped
   ``grace`` seconds later gets SIGTERM, then SIGKILL after another ``grace``;
 - reaps processes that ended: one that recorded its outcome needs nothing; one that died (kill -9,
-  out of memory, segfault, an exception) is requeued with the reason ("killed by signal 9
-  (SIGKILL) - out of memory?", exit code, last lines of its log) or failed after max_attempts
+  out of memory, segfault, an exception) is requeued with the reason ("its process was killed by
+  signal 9 (SIGKILL) - out of memory?", exit code, last lines of its log) or failed after max_attempts
   (``RunStore.requeue_or_fail``); one that hit a transient fault is released without using up an
   attempt and held back ``retry_delay`` seconds;
 - requeues runs of dead workers (also on start), and claims runs while slots are free, starting
@@ -43,7 +43,7 @@ REASON_CHARS = 300
 
 
 def exit_reason(returncode: int) -> str:
-    """How a process ended, in words: "killed by signal 9 (SIGKILL) - out of memory?", "exited with code 1"."""
+    """How a process ended, in words: "was killed by signal 9 (SIGKILL) - out of memory?", "exited with code 1"."""
     if returncode >= 0:
         return f"exited with code {returncode}"
     try:
@@ -51,7 +51,7 @@ def exit_reason(returncode: int) -> str:
     except ValueError:
         name = ""
     hint = " - out of memory?" if -returncode == signal.SIGKILL else ""
-    return f"killed by signal {-returncode}{name}{hint}"
+    return f"was killed by signal {-returncode}{name}{hint}"
 
 
 def log_tail(path: Path, offset: int, lines: int = LOG_TAIL_LINES) -> str:
@@ -103,7 +103,7 @@ class Worker:
 
     def run(self) -> None:
         log.info("worker %d on %s: %d slot(s), runs in %s", self.pid, self.host, self.slots, self.store.root)
-        last_orphan_check = -float("inf")
+        last_orphan_check, last_error = -float("inf"), None
         try:
             while not self.shutdown.is_set():
                 try:
@@ -122,7 +122,13 @@ class Worker:
                     log.error("worker %d: %s", self.pid, self.stopped_because)
                     break
                 except StoreError as err:
-                    log.error("worker %d: %s (retrying)", self.pid, err)
+                    if str(err) != last_error:  # once per fault, not once per poll
+                        log.error("worker %d: %s (retrying)", self.pid, err)
+                    last_error = str(err)
+                else:
+                    if last_error is not None:
+                        log.info("worker %d: the run store works again", self.pid)
+                    last_error = None
                 self.shutdown.wait(self.poll)
         finally:
             self._stop_all()

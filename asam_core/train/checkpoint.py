@@ -32,8 +32,11 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        cause = err.__context__
+        if not isinstance(err, OSError) and isinstance(cause, OSError):
+            raise cause from None  # torch.save reports a full disk as a RuntimeError raised while closing
         raise
 
 
