@@ -37,7 +37,7 @@ def boundary_figure(
                 ))
     fig.update_layout(
         title=title, height=height, margin=dict(l=10, r=10, t=40, b=10),
-        legend=dict(orientation="h", yanchor="top", y=-0.18),
+        legend=dict(orientation="h", yanchor="top", y=-0.3),
         xaxis=dict(title="x₁", range=[float(x1[0]), float(x1[-1])], constrain="domain"),
         yaxis=dict(title="x₂", range=[float(x2[0]), float(x2[-1])], scaleanchor="x", scaleratio=1, constrain="domain"),
     )

@@ -1,0 +1,38 @@
+"""Real browser: the trajectories' play-back runs in the browser (no script rerun), and the toy
+pages in presenter mode at a projector's 1400 x 900 (screenshots in tests/artifacts/)."""
+import pytest
+
+from conftest import open_app_page, save_screenshot
+
+pytestmark = pytest.mark.browser
+
+
+def test_play_back_scrubs_in_the_browser_without_a_script_rerun(app_server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    open_app_page(page, f"{app_server}/trajectories?traj_map=false")
+    page.evaluate("""() => { window.__runs = 0; const app = document.querySelector('[data-testid="stApp"]');
+        new MutationObserver(() => { if (app.getAttribute('data-test-script-state') === 'running') window.__runs++; })
+        .observe(app, {attributes: true}); }""")
+    label = page.locator(".st-key-traj_paths .slider-group > .slider-label").first
+    assert "2000" in label.text_content()
+    rail = page.locator(".st-key-traj_paths .slider-rail-rect").first.bounding_box()
+    page.mouse.click(rail["x"] + rail["width"] * 0.3, rail["y"] + rail["height"] / 2)
+    page.wait_for_timeout(1000)
+    scrubbed = label.text_content()
+    assert "2000" not in scrubbed and scrubbed.split()[-1].isdigit()
+    assert page.evaluate("() => window.__runs") == 0
+    page.close()
+
+
+@pytest.mark.parametrize("path", ["regions", "noisy_labels?nl_steps=200"])
+def test_toy_pages_in_presenter_mode(path, app_server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    separator = "&" if "?" in path else "?"
+    open_app_page(page, f"{app_server}/{path}{separator}present=true")
+    name = path.split("?")[0]
+    save_screenshot(page, f"presenter_{name}.png")
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert not page.locator('[data-testid="stHeader"]').is_visible()
+    sidebar = page.evaluate("() => document.querySelector('[data-testid=\"stSidebar\"]').getBoundingClientRect().toJSON()")
+    assert sidebar["right"] <= 1 or sidebar["width"] <= 1, sidebar
+    page.close()
