@@ -28,11 +28,11 @@ from asam_core.methods import METHODS
 from asam_core.sharpness import filter_normalized_directions, hessian_top_eigenvalue, loss_profile, sharpness
 from asam_core.train.data import CifarData, normalize
 
-FLATNESS_EXAMPLES = 256
-PROFILE_T: tuple[float, ...] = tuple(round(-1.0 + 0.1 * i, 1) for i in range(21))
+FLATNESS_EXAMPLES = 128
+PROFILE_T: tuple[float, ...] = tuple(round(-1.0 + 0.2 * i, 1) for i in range(11))
 PROFILE_DIRECTIONS = 2
 ASCENT_STEPS = 3
-HESSIAN_ITERS = 20
+HESSIAN_ITERS = 12
 _SEED = 0xF1A7
 
 
