@@ -131,6 +131,22 @@ def test_an_epoch_reported_twice_is_stored_once_with_its_first_values(store):
     assert store.get(run_id).progress == pytest.approx(2 / 4)
 
 
+def test_artifacts_are_kept_per_epoch_once_under_the_lease_and_dropped_by_a_fresh_retry(store):
+    run_id = store.submit(RunConfig(epochs=4), "ada")
+    other = store.submit(RunConfig(epochs=4), "ada")
+    claim = store.claim(1, HOST)
+    sketch = bytes(range(256)) * 64
+    assert store.record_artifacts(claim.lease, 1, {"path_sketch": sketch})
+    assert store.record_artifacts(claim.lease, 1, {"path_sketch": b"a repeat is ignored"})
+    assert store.record_artifacts(claim.lease, 2, {"path_sketch": b"2", "loss_profile": b'{"t": [0]}'})
+    assert store.artifacts([run_id, other], "path_sketch") == {run_id: [(1, sketch), (2, b"2")]}
+    assert store.artifacts([run_id], "loss_profile") == {run_id: [(2, b'{"t": [0]}')]}
+    assert store.finish(claim.lease, "failed", "boom")
+    assert not store.record_artifacts(claim.lease, 3, {"path_sketch": b"3"}), "a finished run's lease is gone"
+    store.retry(run_id, fresh=True)
+    assert store.artifacts([run_id], "path_sketch") == {}
+
+
 def test_step_losses_and_progress(store):
     run_id = store.submit(RunConfig(epochs=2), "ada")
     claim = store.claim(1, HOST)

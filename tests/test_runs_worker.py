@@ -101,6 +101,8 @@ def test_submitted_run_is_trained_and_stored_as_the_engine_reports_it(store, sam
     assert run.started <= run.finished
     assert_same_metrics(store.metrics([run_id]), reference)
     assert [step for _, step, _ in store.step_losses([run_id])] == [1, 2, 3]
+    assert [epoch for epoch, _ in store.artifacts([run_id], "path_sketch")[run_id]] == [1, 2, 3]
+    assert [epoch for epoch, _ in store.artifacts([run_id], "loss_profile")[run_id]] == [3]
     folder = store.run_dir(run.key)
     if keep_final_weights:  # retention: the last checkpoint is kept as the final weights, nothing else
         assert [p.name for p in folder.iterdir()] == [FINAL_WEIGHTS_NAME]

@@ -62,6 +62,10 @@ class StoreSink:
         if not self.store.record_epoch(self.lease, {f: getattr(metrics, f) for f in METRIC_FIELDS}):
             self.lost = True
 
+    def on_artifacts(self, epoch: int, artifacts: dict[str, bytes]) -> None:
+        if not self.store.record_artifacts(self.lease, epoch, artifacts):
+            self.lost = True
+
     def should_stop(self) -> bool:
         if time.monotonic() - self.last_check >= CANCEL_CHECK_EVERY_S:
             self.last_check = time.monotonic()

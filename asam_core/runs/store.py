@@ -1,6 +1,6 @@
 """The run store: one SQLite database (WAL) plus one folder per run, under one root.
 
-    <root>/runs.sqlite3              runs, metrics, steps, workers, settings
+    <root>/runs.sqlite3              runs, metrics, steps, artifacts, workers, settings
     <root>/checkpoints/<run key>/    checkpoint.pt (resumed from), run.log (the run process's
                                      output), final.pt (kept weights, see retention)
 
@@ -106,6 +106,13 @@ CREATE TABLE IF NOT EXISTS steps (
     step INTEGER NOT NULL,
     train_loss REAL NOT NULL,
     PRIMARY KEY (run_id, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS artifacts (
+    run_id INTEGER NOT NULL REFERENCES runs (id),
+    epoch INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (run_id, epoch, kind)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS workers (
     pid INTEGER NOT NULL,
@@ -478,6 +485,7 @@ class RunStore:
             if fresh:
                 con.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
                 con.execute("DELETE FROM steps WHERE run_id = ?", (run_id,))
+                con.execute("DELETE FROM artifacts WHERE run_id = ?", (run_id,))
                 con.execute("UPDATE runs SET step = 0, epoch = 0, total_steps = NULL WHERE id = ?", (run_id,))
         if fresh:
             shutil.rmtree(self.run_dir(run.key), ignore_errors=True)
@@ -494,6 +502,20 @@ class RunStore:
                 tuple(_db_int(i) for i in run_ids),
             ).fetchall()
         return [dict(row) for row in rows]
+
+    def artifacts(self, run_ids: Sequence[int], kind: str) -> dict[int, list[tuple[int, bytes]]]:
+        """run id -> [(epoch, data)] of the ``kind`` artifacts of ``run_ids`` ("path_sketch",
+        "loss_profile"; see asam_core.train.loop), by epoch; runs without any are left out."""
+        if not run_ids:
+            return {}
+        with self._connect() as con:
+            rows = con.execute(
+                f"SELECT run_id, epoch, data FROM artifacts WHERE kind = ? AND run_id IN ({','.join('?' * len(run_ids))}) "
+                "ORDER BY run_id, epoch", (kind, *(_db_int(i) for i in run_ids))).fetchall()
+        found: dict[int, list[tuple[int, bytes]]] = {}
+        for row in rows:
+            found.setdefault(row["run_id"], []).append((row["epoch"], bytes(row["data"])))
+        return found
 
     def step_losses(self, run_ids: Sequence[int]) -> list[tuple[int, int, float]]:
         """(run id, step, train loss) of ``run_ids``, by run then step."""
@@ -600,6 +622,16 @@ class RunStore:
                 (run_id, *(metrics[f] for f in METRIC_FIELDS)),
             )
             con.execute("UPDATE runs SET epoch = MAX(epoch, ?) WHERE id = ?", (metrics["epoch"], run_id))
+            return True
+
+    def record_artifacts(self, lease: str, epoch: int, artifacts: Mapping[str, bytes]) -> bool:
+        """Store one epoch's artifacts (kind -> bytes; a repeat of a stored one is ignored); False if the lease is lost."""
+        with self._transaction() as con:
+            run_id = self._leased_run(con, lease)
+            if run_id is None:
+                return False
+            con.executemany("INSERT OR IGNORE INTO artifacts (run_id, epoch, kind, data) VALUES (?, ?, ?, ?)",
+                            [(run_id, epoch, kind, sqlite3.Binary(data)) for kind, data in artifacts.items()])
             return True
 
     def finish(self, lease: str, status: Literal["done", "failed", "cancelled"], error: str | None = None) -> bool:
