@@ -4,7 +4,7 @@
    record_steps (a batch of 20 step losses: the worker writes at most one per second),
    record_epoch, and the page's 2-second poll (list_runs + best_test_acc + metrics of 10 runs
    with 50 epochs each).
-2. The same short training run through ``train()`` with a do-nothing sink and with the worker's
+2. The same short training run through ``train()`` with a do-nothing sink and with the run process's
    StoreSink, interleaved round by round so load from other processes hits both alike; the ratio
    of the medians is the store's overhead on training.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from asam_core.runs.store import METRIC_FIELDS, RunStore, this_host
-from asam_core.runs.worker import StoreSink
+from asam_core.runs.child import StoreSink
 from asam_core.train.config import CLASSROOM_QUICK, PRESETS
 from asam_core.train.loop import train
 
