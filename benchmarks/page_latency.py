@@ -129,7 +129,7 @@ class Browser:
         thumb = page.locator(".st-key-traj_step input[type=range]").first
         thumb.focus()
         self._clicked_at = page.evaluate("() => performance.now()")
-        page.keyboard.press("PageDown")
+        page.keyboard.press("ArrowLeft")
 
     def _idle(self, start: float, bytes_before: int) -> Sample:
         deadline = time.monotonic() + TIMEOUT_S

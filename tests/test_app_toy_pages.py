@@ -6,7 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 FIG3_STUCK = "Fig. 3: w0 = (0.3, 0.033)"
-SMALL_MAP = {"traj_map_n": "25", "traj_map_steps": "200"}
+SMALL_MAP = {"traj_map": "true", "traj_map_n": "25", "traj_map_steps": "200"}
 
 
 def open_page(page: str | None, query: dict[str, str] | None = None) -> AppTest:

@@ -41,8 +41,8 @@ def mark_custom() -> None:
     st.session_state["traj_preset"] = CUSTOM
 
 
-PATH_POINTS = 400  # recorded points drawn per path (the table and the CSV keep every step)
-FRAMES = 41  # play-back positions, animated in the browser
+PATH_POINTS = 250  # recorded points drawn per path (the table and the CSV keep every step)
+FRAMES = 26  # play-back positions, animated in the browser
 OUTCOME_COLORS = ("#d62728", "#2ca02c", "#bcbd22")  # stuck, converged, neither
 
 
@@ -59,7 +59,7 @@ def trajectories_figure(loss_name: str, w1: float, w2: float, config: Simulation
     shown = full.thinned(PATH_POINTS)
     fig = make_subplots(rows=1, cols=2, column_widths=[0.58, 0.42], horizontal_spacing=0.08,
                         subplot_titles=("Paths on L(w)", "Lowest loss so far, min over s ≤ t of L(wₛ)"))
-    xs, ys, values = (t.numpy() for t in loss_grid(loss, box, n=100))
+    xs, ys, values = (t.float().numpy() for t in loss_grid(loss, box, n=100))
     fig.add_trace(go.Contour(
         x=xs, y=ys, z=values, ncontours=30, colorscale="Greys", reversescale=True, opacity=0.35, showscale=False,
         name="L(w)", showlegend=False, hovertemplate="w₁=%{x:.3f}<br>w₂=%{y:.3f}<br>L=%{z:.4g}<extra></extra>",
@@ -99,12 +99,12 @@ def trajectories_figure(loss_name: str, w1: float, w2: float, config: Simulation
         data = []
         for m in order:
             path = shown.points[m, : i + 1, 0].float().numpy()
-            data += [go.Scatter(x=path[:, 0], y=path[:, 1]), go.Scatter(x=path[-1:, 0], y=path[-1:, 1])]
-        data.append(go.Scatter(x=[steps[i], steps[i]], y=[low_loss, high_loss]))
-        frames.append(go.Frame(data=data, traces=animated, name=str(int(steps[i]))))
+            data += [dict(type="scatter", x=path[:, 0], y=path[:, 1]), dict(type="scatter", x=path[-1:, 0], y=path[-1:, 1])]
+        data.append(dict(type="scatter", x=[steps[i], steps[i]], y=[low_loss, high_loss]))
+        frames.append(go.Frame(data=data, traces=animated, name=str(int(steps[i])), _validate=False))
     fig.frames = frames
-    for trace, data in zip(animated, frames[-1].data):
-        fig.data[trace].update(x=data.x, y=data.y)
+    for trace, shown_last in zip(animated, data):  # the figure opens on the last frame
+        fig.data[trace].update(x=shown_last["x"], y=shown_last["y"])
     still = dict(mode="immediate", frame=dict(duration=0, redraw=False), transition=dict(duration=0))
     fig.update_layout(
         height=640, margin=dict(l=10, r=10, t=60, b=130),
@@ -169,7 +169,8 @@ def convergence_section(loss, box, config: SimulationConfig) -> None:
                "(same α, ρ, p, η, momentum as above).")
     columns = st.columns(3)
     with columns[0]:
-        show_map = common.toggle("Compute the map", "traj_map", True)
+        show_map = common.toggle("Compute the map", "traj_map", False,
+                                 help="Off by default: with the map on, every slider above also recomputes the map.")
     with columns[1]:
         n = int(common.choice("grid points per axis", "traj_map_n", ["25", "50", "100", "200"], "50"))
     with columns[2]:

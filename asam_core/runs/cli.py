@@ -43,7 +43,7 @@ from pydantic import ValidationError
 
 from asam_core.runs import reports
 from asam_core.runs.store import (
-    DEFAULT_SETTINGS, ROOT_ENV, STATUSES, RunRecord, RunStore, StoreError, UnknownRun, this_host,
+    DEFAULT_SETTINGS, ROOT_ENV, STATUSES, RunRecord, RunStore, StoreError, UnknownRun, default_root, this_host,
 )
 from asam_core.train.checkpoint import CHECKPOINT_NAME
 from asam_core.train.config import PRESET_DESCRIPTIONS, PRESETS, RunConfig, find_preset, format_validation_error
@@ -158,9 +158,10 @@ def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:
 
 
 def default_out_dir(config: RunConfig) -> Path:
-    """runs/<label or optimizer>-<8 hex digits of the training settings>: stable, so --resume finds it."""
+    """<runs folder>/<label or optimizer>-<8 hex digits of the training settings>: stable, so --resume
+    finds it; the runs folder is $ASAM_LAB_RUNS_DIR, else ./runs."""
     digest = hashlib.sha1(json.dumps(config.training_identity(), sort_keys=True).encode()).hexdigest()[:8]
-    return Path("runs") / f"{(config.label or config.optimizer).lower().replace(' ', '_')}-{digest}"
+    return default_root() / f"{(config.label or config.optimizer).lower().replace(' ', '_')}-{digest}"
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -282,7 +283,7 @@ def add_run_command(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_options(parser)
     parser.add_argument("--out", type=Path, help="output folder; a preset or a list puts each run in OUT/<label> "
-                        "(default: runs/<label>-<hash of the settings>)")
+                        f"(default: ${ROOT_ENV} or ./runs, then <label>-<hash of the settings>)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
     parser.set_defaults(handler=_run_command)
 
