@@ -4,12 +4,12 @@ deleted, a real full filesystem.  Tiny runs (small_cnn on 30 images) of the real
 - kill -9 of a run's process at 10 moments spread over the run (among them during the checkpoint
   write and between the metrics row and its checkpoint): every epoch stored once, final metrics
   bit-identical to an uninterrupted run;
-- a run that dies every time fails after max_attempts, and the healthy run behind it finishes;
+- a run that dies every time fails after max_attempts, a row that fails validation is quarantined,
+  and the healthy run behind them finishes;
 - an empty, truncated or foreign checkpoint: a clear reason, and ``retry --fresh`` finishes the run;
 - a corrupt database, a root that is a file, a read-only folder: one line from every command;
 - a full disk (a size-limited tmpfs, mounted when the tests run as root): the worker survives, no
   partial checkpoint is left, the run resumes when space returns;
-- a row that fails validation is quarantined while the others train;
 - the database deleted under a running worker: the worker stops with one line.
 
 Counts (faults injected, runs lost or duplicated, tracebacks) go to tests/artifacts/fault_counts.json.
@@ -111,10 +111,14 @@ def plan(tmp_path, monkeypatch) -> Plan:
 class WorkerThread:
     """A real supervisor in a thread of the test process, starting fault_child.py per run."""
 
-    def __init__(self, store: RunStore, **options) -> None:
+    def __init__(self, store: RunStore, caplog, **options) -> None:
+        self.caplog = caplog
         self.worker = Worker(store, poll=0.05, orphan_check_every=0.5, grace=2.0, child_command=FAULT_CHILD, **options)
         self.thread = threading.Thread(target=self.worker.run, daemon=True)
         self.thread.start()
+
+    def log_text(self) -> str:
+        return self.caplog.text
 
     def stop(self) -> None:
         self.worker.shutdown.set()
@@ -128,7 +132,7 @@ def workers(caplog) -> Iterator[Callable[..., WorkerThread]]:
     caplog.set_level("INFO", logger="asam_core.runs.worker")
 
     def start(store: RunStore, **options) -> WorkerThread:
-        started.append(WorkerThread(store, **options))
+        started.append(WorkerThread(store, caplog, **options))
         return started[-1]
 
     yield start
@@ -187,27 +191,46 @@ def test_kill_9_at_ten_moments_stores_every_epoch_once_and_ends_bit_identical(tm
         wait_for(lambda: store.get(run_id).attempts > attempt or store.get(run_id).status != "running",
                  f"run {run_id} to be requeued after kill {attempt}")
     wait_for(lambda: store.get(run_id).status == "done", "the run to finish after 10 kills")
+    wait_for(lambda: not store.run_dir(store.get(run_id).key).exists(), "retention: a done run keeps no checkpoint")
     run = store.get(run_id)
     assert (run.attempts, run.error) == (len(KILL_POINTS) + 1, None)
     assert [m["epoch"] for m in store.metrics([run_id])] == [1, 2, 3, 4]
     assert stored_metrics(store, run_id) == reference  # bit-identical: every resume is the same code path
     assert [step for _, step, _ in store.step_losses([run_id])] == list(range(1, 13))
-    assert not store.run_dir(run.key).exists()  # retention: a done run leaves no checkpoint
     count_outcome(store, run_id, 4)
 
 
-def test_a_run_that_dies_every_time_fails_after_max_attempts_and_the_queue_moves_on(tmp_path, data_dir, plan,
-                                                                                     workers):
+def test_a_run_that_dies_every_time_fails_after_max_attempts_a_bad_row_is_quarantined_the_rest_train(
+        tmp_path, data_dir, plan, workers):
     store = RunStore(tmp_path / "runs")
-    doomed, healthy = store.submit(tiny(data_dir, epochs=1), "ada"), store.submit(tiny(data_dir, epochs=1), "bob")
+    doomed, bad, healthy = (store.submit(tiny(data_dir, epochs=1, seed=i), "ada") for i in range(3))
     plan.set(doomed, "*", "die")
+    with sqlite3.connect(store.db_path) as con:
+        con.execute("UPDATE runs SET config = json_set(config, '$.lr', -1) WHERE id = ?", (bad,))
     workers(store)
-    wait_for(lambda: store.get(healthy).status == "done", "the healthy run behind the doomed one")
+    wait_for(lambda: store.get(healthy).status == "done", "the healthy run behind the doomed and the bad one")
     run = store.get(doomed)
-    COUNTS["faults injected"] += run.attempts
+    COUNTS["faults injected"] += run.attempts + 1
     assert (run.status, run.attempts) == ("failed", 2)
     assert run.error == "its process was killed by signal 9 (SIGKILL) - out of memory? (attempt 2 of 2: giving up)"
+    quarantined = store.get(bad)
+    assert quarantined.status == "failed" and quarantined.error.startswith("quarantined: ")
+    assert "lr: must be > 0 (got -1)" in quarantined.error and quarantined.attempts == 0
     count_outcome(store, healthy, 1)
+    assert cli_main(["list", "--root", str(store.root)]) == 0
+
+
+def test_cancelling_a_hung_run_ends_its_process_after_the_grace_period(tmp_path, data_dir, plan, workers):
+    store = RunStore(tmp_path / "runs")
+    run_id = store.submit(tiny(data_dir), "ada")
+    plan.set(run_id, 1, "step", 2)  # hangs before its second step, deaf to the cancel flag and to SIGTERM
+    worker = workers(store)
+    pid = plan.reached(run_id, 1)
+    COUNTS["faults injected"] += 1
+    assert store.request_cancel(run_id) == "running"
+    wait_for(lambda: store.get(run_id).status == "cancelled", "the hung run to be ended and cancelled")
+    assert not pid_alive(pid) and worker.thread.is_alive()
+    assert "sending SIGKILL" in worker.log_text()
 
 
 @pytest.fixture(scope="module")
@@ -232,29 +255,31 @@ def real_checkpoint(data_dir, tmp_path_factory) -> bytes:
     return (folder / CHECKPOINT_NAME).read_bytes()
 
 
-@pytest.mark.parametrize("damage, reason", [
-    ("empty", "is empty (0 bytes)"),
-    ("truncated", "is truncated or not a checkpoint"),
-    ("foreign", "it was written by another run (key ffffffffffffffffffffffffffffffff)"),
-])
-def test_a_damaged_checkpoint_fails_with_a_clear_reason_and_retry_fresh_finishes(tmp_path, data_dir, real_checkpoint,
-                                                                                  plan, workers, damage, reason,
-                                                                                  capsys):
+def test_damaged_checkpoints_fail_with_a_clear_reason_and_retry_fresh_finishes_them(tmp_path, data_dir,
+                                                                                     real_checkpoint, plan, workers):
     store = RunStore(tmp_path / "runs")
-    run_id = store.submit(tiny(data_dir, epochs=2), "ada")
-    folder = store.run_dir(store.get(run_id).key)
-    folder.mkdir(parents=True)
-    content = {"empty": b"", "truncated": real_checkpoint[: len(real_checkpoint) // 2], "foreign": real_checkpoint}
-    (folder / CHECKPOINT_NAME).write_bytes(content[damage])
-    COUNTS["faults injected"] += 1
+    damages = {  # what the run's folder holds -> the reason its resume gives
+        b"": "is empty (0 bytes)",
+        real_checkpoint[: len(real_checkpoint) // 2]: "is truncated or not a checkpoint",
+        real_checkpoint: "it was written by another run (key ffffffffffffffffffffffffffffffff)",
+    }
+    run_ids = {}
+    for content, reason in damages.items():
+        run_id = store.submit(tiny(data_dir, epochs=2), "ada")
+        folder = store.run_dir(store.get(run_id).key)
+        folder.mkdir(parents=True)
+        (folder / CHECKPOINT_NAME).write_bytes(content)
+        run_ids[run_id] = reason
+        COUNTS["faults injected"] += 1
     workers(store)
-    wait_for(lambda: store.get(run_id).status == "failed", "the run to fail on its checkpoint")
-    error = store.get(run_id).error
-    assert error.startswith("cannot resume") and reason in error and "\n" not in error
-    assert cli_main(["retry", "--root", str(store.root), str(run_id), "--fresh"]) == 0
-    wait_for(lambda: store.get(run_id).status == "done", "the fresh retry to finish")
-    count_outcome(store, run_id, 2)
-    capsys.readouterr()
+    wait_for(lambda: store.counts()["failed"] == 3, "the runs to fail on their checkpoints")
+    for run_id, reason in run_ids.items():
+        error = store.get(run_id).error
+        assert error.startswith("cannot resume") and reason in error and "\n" not in error, error
+    assert cli_main(["retry", "--root", str(store.root), "--fresh", *map(str, run_ids)]) == 0
+    wait_for(lambda: store.counts()["done"] == 3, "the fresh retries to finish")
+    for run_id in run_ids:
+        count_outcome(store, run_id, 2)
 
 
 COMMANDS = [["list"], ["show", "1"], ["cancel", "1"], ["retry", "1"], ["export"], ["gc"], ["settings"],
@@ -325,14 +350,10 @@ def test_a_read_only_folder_is_one_line_from_every_command(tmpfs):
               "(--root or $ASAM_LAB_RUNS_DIR)")
 
 
-def test_a_full_disk_leaves_no_partial_checkpoint_and_the_run_resumes_when_space_returns(tmpfs, tmp_path, data_dir,
-                                                                                           plan, workers):
-    reference_store = RunStore(tmp_path / "reference")
-    reference_id = reference_store.submit(tiny(data_dir, epochs=3), "ada")
-    Worker(reference_store, poll=0.05, exit_when_idle=True).run()
-
+def test_a_full_disk_leaves_no_partial_checkpoint_and_the_run_resumes_when_space_returns(tmpfs, data_dir, plan,
+                                                                                           workers, reference):
     store = RunStore(tmpfs("24m") / "runs")
-    run_id = store.submit(tiny(data_dir, epochs=3), "ada")
+    run_id = store.submit(tiny(data_dir), "ada")
     plan.set(run_id, 1, "hold", 1)
     worker = workers(store, retry_delay=0.5)
     plan.reached(run_id, 1)  # epoch 1 is checkpointed; now the disk fills up
@@ -354,23 +375,8 @@ def test_a_full_disk_leaves_no_partial_checkpoint_and_the_run_resumes_when_space
     assert not (store.run_dir(run.key) / (CHECKPOINT_NAME + ".tmp")).exists()
     ballast.unlink()
     wait_for(lambda: store.get(run_id).status == "done", "the run to resume once space returned")
-    assert stored_metrics(store, run_id) == stored_metrics(reference_store, reference_id)
-    count_outcome(store, run_id, 3)
-
-
-def test_a_row_that_fails_validation_is_quarantined_and_the_others_train(tmp_path, data_dir, plan, workers):
-    store = RunStore(tmp_path / "runs")
-    first, bad, last = (store.submit(tiny(data_dir, epochs=1, seed=i), "ada") for i in range(3))
-    with sqlite3.connect(store.db_path) as con:
-        con.execute("UPDATE runs SET config = json_set(config, '$.lr', -1) WHERE id = ?", (bad,))
-    COUNTS["faults injected"] += 1
-    workers(store)
-    wait_for(lambda: store.counts()["done"] == 2, "the two valid runs")
-    run = store.get(bad)
-    assert run.status == "failed" and run.error.startswith("quarantined: ") and "lr: must be > 0" in run.error
-    for run_id in (first, last):
-        count_outcome(store, run_id, 1)
-    assert cli_main(["list", "--root", str(store.root)]) == 0
+    assert stored_metrics(store, run_id) == reference
+    count_outcome(store, run_id, 4)
 
 
 def test_a_database_deleted_under_a_running_worker_stops_it_with_one_line(tmp_path, data_dir):
