@@ -2,19 +2,18 @@
 
 Prints:
   * 3 optimizers (SGD, SAM, ASAM) x 10,000 steps from one start, trajectory recorded
-    (target: under 100 ms), next to the floor set by the two asam_core.perturbation() calls
-    that every step makes (SAM and ASAM rows), timed alone, and the same steps written out in
-    plain Python floats (a reference: the speed a second copy of the formulas would buy);
+    with simulate() (target: under 100 ms), next to the floor set by the two
+    asam_core.perturbation() calls that every step makes (SAM and ASAM rows), timed alone, and
+    the one-start fast path the Trajectories page uses (simulate_start, Python floats);
   * a 200 x 200 convergence map of 1,000 steps, 3 optimizers in one batch (target: under 3 s);
   * ratios: one batched call for all starts vs one call per start (extrapolated), and the
     analytic gradient vs torch.autograd for the same loss.
 
-Usage: python -m benchmarks.toy [--threads 2] [--repeat 3] [--grid 200] [--steps 10000] [--map-steps 1000]
+Usage: python -m benchmarks.toy [--threads 1] [--repeat 3] [--grid 200] [--steps 10000] [--map-steps 1000]
 """
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -23,9 +22,9 @@ import torch
 
 from asam_core import perturbation
 from toy_problems.convergence import convergence_map
-from toy_problems.losses import RELU_PRODUCT_TARGET, Loss2D, get_loss
+from toy_problems.losses import Loss2D, get_loss
 from toy_problems.presets import FIGURE3_CONFIG, FIGURE3_LOSS
-from toy_problems.simulate import simulate
+from toy_problems.simulate import simulate, simulate_start
 
 
 @dataclass(frozen=True)
@@ -52,33 +51,6 @@ def best_of(fn: Callable[[], object], repeat: int) -> Timing:
     return Timing(min(walls), min(cpus))
 
 
-def plain_python_reference(start: tuple[float, float], steps: int, lr: float, rho: float, eta: float) -> list[list[float]]:
-    """Reference, not used by the app: SGD, SAM and ASAM (p = 2, element-wise) on |w1 ReLU(w2) - 0.04|
-    written out in Python floats, trajectory kept.  It is the speed a second copy of the formulas
-    would buy, which DESIGN.md rules out (the simulator calls asam_core.perturbation).  Returns the
-    final (w1, w2) of each method."""
-
-    def grad(w1: float, w2: float) -> tuple[float, float]:
-        relu = w2 if w2 > 0 else 0.0
-        residual = w1 * relu - RELU_PRODUCT_TARGET
-        sign = (residual > 0) - (residual < 0)
-        return sign * relu, sign * w1 * (w2 > 0)
-
-    points = [list(start) for _ in range(3)]
-    trajectory = []
-    for _ in range(steps):
-        for method, (w1, w2) in enumerate(points):
-            g1, g2 = grad(w1, w2)
-            if method:
-                t1, t2 = (abs(w1) + eta, abs(w2) + eta) if method == 2 else (1.0, 1.0)
-                norm = math.hypot(t1 * g1, t2 * g2)
-                scale = rho / norm if norm > 0 else 0.0
-                g1, g2 = grad(w1 + t1 * t1 * g1 * scale, w2 + t2 * t2 * g2 * scale)
-            points[method] = [w1 - lr * g1, w2 - lr * g2]
-        trajectory.append([tuple(p) for p in points])
-    return points
-
-
 def autograd_grad(loss: Loss2D, w: torch.Tensor) -> torch.Tensor:
     w = w.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(loss.value(w).sum(), w)
@@ -87,7 +59,8 @@ def autograd_grad(loss: Loss2D, w: torch.Tensor) -> torch.Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads outside simulate() and convergence_map(), which always use one")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--grid", type=int, default=200)
@@ -112,11 +85,10 @@ def main() -> None:
     print(f"  its {2 * args.steps} perturbation() calls alone:      {floor}   "
           f"({floor.cpu / single.cpu:.0%} of the CPU time)")
     start = tuple(one_start[0].tolist())
-    plain = best_of(lambda: plain_python_reference(start, args.steps, config.lr, config.rho, config.eta), args.repeat)
-    difference = (simulate(loss, one_start, config, record_every=None).final()[:, 0]
-                  - torch.tensor(plain_python_reference(start, args.steps, config.lr, config.rho, config.eta))).abs().max()
-    print(f"  the same steps in plain Python floats:       {plain}   (reference only: a second copy of "
-          f"the formulas; max |w - w_simulate| = {difference:.1e})")
+    fast = best_of(lambda: simulate_start(loss, start, config), args.repeat)
+    difference = (simulate(loss, one_start, config).points - simulate_start(loss, start, config).points).abs().max()
+    print(f"  the fast path for one start (simulate_start): {fast}   (Python floats, held equal to simulate() "
+          f"by tests/test_toy_fast_path.py; here max |w - w_simulate| = {difference:.1e})")
     print(f"  {single.cpu / args.steps * 1e6:.0f} us CPU per step of all three; one perturbation() call: "
           f"{floor.cpu / (2 * args.steps) * 1e6:.0f} us")
 
