@@ -83,3 +83,17 @@ def test_bad_config_file_is_reported(tmp_path, capsys):
     assert main(["run", "--config", str(path)]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "rho: must be >= 0 (got -0.5)" in err and "colour: is not an option" in err
+
+
+def test_resume_from_a_truncated_checkpoint_is_one_line_not_a_traceback(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["run", *tiny_flags(data_dir), "--optimizer", "sgd", "--epochs", "2", "--out", str(out)]
+    assert main(argv) == EXIT_OK
+    checkpoint = out / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 1
+    printed = capsys.readouterr()
+    (line,) = [line for line in printed.out.splitlines() if line.startswith("== failed")]
+    assert line == f"== failed: cannot resume: {checkpoint} is truncated or not a checkpoint" + line.split(
+        "not a checkpoint", 1)[1] and "Traceback" not in printed.out + printed.err

@@ -1,0 +1,29 @@
+"""AppTest: the CIFAR page draws the step losses the run store holds (live progress inside an epoch)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from asam_core.runs.store import RunStore, this_host
+from asam_core.train.config import RunConfig
+
+PAGE = str(Path(__file__).resolve().parents[1] / "views" / "cifar_runs.py")
+
+
+def test_step_losses_of_a_running_run_are_drawn(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASAM_LAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("ASAM_LAB_WORKER_AUTOSTART", "0")
+    store = RunStore(tmp_path / "runs")
+    run_id = store.submit(RunConfig(model="small_cnn", epochs=3), "ada")
+    claim = store.claim(1, this_host())
+    store.record_steps(claim.lease, [(5, 2.3), (10, 2.1), (15, 1.9)], total_steps=60)
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["cifar_runs"] = str(run_id)
+    at.run()
+    assert not at.exception
+    (steps,) = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    (trace,) = steps["data"]
+    assert (trace["x"], trace["y"]) == ([5, 10, 15], [2.3, 2.1, 1.9])
+    assert "curves appear when the first epoch" in at.info[0].value
