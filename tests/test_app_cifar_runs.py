@@ -5,11 +5,13 @@ import json
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from asam_core.runs.store import METRIC_FIELDS, RunStore, this_host
 from asam_core.train.config import RunConfig
+from asam_core.train.path_sketch import SKETCH_DIM
 from views.common import shown
 
 PAGE = str(Path(__file__).resolve().parents[1] / "views" / "cifar_runs.py")
@@ -35,9 +37,16 @@ def finished_run(store: RunStore, epochs: int = 3, **config) -> int:
     """A run that went through claim -> epochs -> done, with made-up metrics."""
     run_id = store.submit(RunConfig(model="small_cnn", epochs=epochs, **config), "ada")
     claim = store.claim(1, this_host())
+    direction = np.random.default_rng(run_id).standard_normal(SKETCH_DIM).astype(np.float32)
     for e in range(1, epochs + 1):
         metrics = {f: 0.1 * e for f in METRIC_FIELDS} | {"epoch": e, "test_acc": 0.2 * e + 0.01 * run_id}
+        if e < epochs:
+            metrics |= {"sharpness": None, "adaptive_sharpness": None, "lambda_max": None}
         store.record_epoch(claim.lease, metrics)
+        artifacts = {"path_sketch": (e * direction).tobytes()}
+        if e == epochs:
+            artifacts["loss_profile"] = json.dumps({"t": [-1, 0, 1], "loss": [[2.0, 1.0, 2.0 + run_id]]}).encode()
+        store.record_artifacts(claim.lease, e, artifacts)
     store.finish(claim.lease, "done")
     return run_id
 
@@ -92,13 +101,28 @@ def test_finished_runs_in_the_url_show_table_curves_trajectories_and_csv(store):
     assert table["run"].tolist() == [3, 2, 1] and table["status"].tolist() == ["done"] * 3
     assert table["best test acc (%)"].tolist() == pytest.approx([63.0, 62.0, 61.0])
     assert at.multiselect(key="cifar_compare").value == [first, second]
-    curves, trajectory = (json.loads(chart.proto.spec) for chart in at.get("plotly_chart"))
+    curves, plane, profiles = (json.loads(chart.proto.spec) for chart in at.get("plotly_chart"))
     test_acc = [t for t in curves["data"] if t["name"].endswith("(test)") and t["xaxis"] == "x"]
     assert [t["y"] for t in test_acc] == [pytest.approx([21, 41, 61]), pytest.approx([22, 42, 62])]
-    paths = [t for t in trajectory["data"] if t["name"].startswith("#")]
-    assert [(p["x"][0], len(p["x"])) for p in paths] == [(0, 4), (0, 4)]
+    paths = [t for t in plane["data"] if t.get("name", "").startswith("#")]
+    assert [(p["x"][0], len(p["x"]), p["customdata"]) for p in paths] == [(0, 4, [0, 1, 2, 3]), (0, 4, [0, 1, 2, 3])]
+    assert plane["layout"]["xaxis"]["title"]["text"].startswith("PC1 (")
+    means = [t for t in profiles["data"] if t.get("name", "").startswith("#")]
+    assert [t["y"] for t in means] == [[2.0, 1.0, 2.0 + first], [2.0, 1.0, 2.0 + second]]
+    (flatness,) = [d.value for d in at.dataframe if "Hessian λ_max" in d.value.columns]
+    assert flatness["epoch"].tolist() == [3, 3] and flatness["Hessian λ_max"].tolist() == pytest.approx([0.3, 0.3])
     assert at.get("download_button")
     assert at.query_params["cifar_runs"] == f"{first},{second}"
+
+
+def test_runs_differing_only_in_seed_show_mean_and_interval_and_other_initializations_get_their_own_plane(store):
+    ids = [finished_run(store, optimizer="sam", seed=seed) for seed in (0, 1, 2)]
+    at = open_page({"cifar_runs": ",".join(map(str, ids))})
+    (groups,) = [d.value for d in at.dataframe if "seeds" in d.value.columns]
+    (group,) = groups.to_dict("records")
+    assert group["seeds"] == "0, 1, 2" and group["test accuracy (%)"] == "62.00 ± 2.48"  # 61, 62, 63: 4.303 · 1 / √3
+    planes = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "PC1" in c.proto.spec]
+    assert len(planes) == 3, "three seeds: three initializations, three planes"
 
 
 def test_an_unknown_run_in_the_url_is_named_and_ignored(store):

@@ -18,6 +18,7 @@ from asam_core.runs import reports, resources
 from asam_core.runs.launcher import ensure_worker
 from asam_core.runs.store import RunRecord, RunStore, StoreError, default_root, this_host
 from asam_core.train.config import PRESET_DESCRIPTIONS, PRESETS, RunConfig, find_preset, format_validation_error
+from views import cifar_analysis as analysis
 from views import cifar_figures as figures
 from views import cifar_form as form
 from views.common import shown
@@ -264,11 +265,13 @@ def compare(runs: list[RunRecord]) -> None:
         st.info("The curves appear when the first epoch of a compared run has finished.")
         return
     st.plotly_chart(figures.curves_figure(figures.curve_traces(chosen_runs, metrics)), key="cifar_curves")
-    for group in figures.trajectory_groups(chosen_runs, metrics):
-        st.plotly_chart(figures.trajectory_figure(group), key=f"cifar_traj_{group.title}")
-    st.caption("Trajectories: each epoch's weights projected on the plane through the initial weights w₀ "
-               "spanned by two filter-normalized random directions d₁, d₂ (Li et al. 2018); runs with the "
-               "same dataset, model and seed start at the same w₀ and share the plane.")
+    paths, flatness, seeds = st.tabs(["Paths on the PCA plane", "Flatness", "Seeds: mean ± 95% interval"])
+    with paths:
+        analysis.show_plane(store, chosen_runs)
+    with flatness:
+        analysis.show_flatness(store, chosen_runs, metrics)
+    with seeds:
+        analysis.show_seed_groups(chosen_runs, metrics)
     st.download_button("Download metrics (CSV)", reports.metrics_csv(chosen_runs, metrics), key="cifar_csv",
                        file_name="cifar_runs_metrics.csv", mime="text/csv", on_click="ignore")
 
