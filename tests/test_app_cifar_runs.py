@@ -86,6 +86,17 @@ def test_the_preset_button_queues_its_three_optimizers(store):
     assert [r.config.optimizer for r in store.list_runs()] == ["sgd", "sam", "asam"]
 
 
+def test_repeat_with_n_seeds_queues_each_run_once_per_seed_and_lives_in_the_url(store):
+    at = open_page({"cifar_seeds": "3"})
+    assert at.number_input(key="cifar_seeds").value == 3
+    at.button(key="cifar_queue_preset").click().run()
+    assert [(r.config.optimizer, r.config.seed) for r in store.list_runs()] == [
+        (o, s) for o in ("sgd", "sam", "asam") for s in (0, 1, 2)]
+    assert at.query_params["cifar_seeds"] in ("3", ["3"])
+    bad = open_page({"cifar_seeds": "²"})
+    assert "cifar_seeds" in bad.warning[0].value and bad.number_input(key="cifar_seeds").value == 1
+
+
 def test_choosing_a_preset_member_fills_the_form(store):
     at = open_page()
     at.radio(key="cifar_member").set_value(0).run()

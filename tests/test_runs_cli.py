@@ -52,6 +52,20 @@ def test_submit_from_flags_and_a_preset_into_another_root(tmp_path, capsys):
     assert [r.config for r in runs[1:]] == PRESETS["Classroom quick"][1:]
 
 
+def test_seeds_repeat_every_run_once_per_seed(store, capsys):
+    code, out, _ = cli(capsys, "submit", "--preset", "classroom-quick", "--only", "sgd,asam", "--seeds", "0,1,2")
+    assert code == 0 and "seed 2" in out
+    runs = store.list_runs()
+    assert [(r.config.optimizer, r.config.seed) for r in runs] == [
+        ("sgd", 0), ("sgd", 1), ("sgd", 2), ("asam", 0), ("asam", 1), ("asam", 2)]
+    base = PRESETS["Classroom quick"][2]
+    assert runs[4].config == base.model_copy(update={"seed": 1})
+    for bad, reason in (("0,x", "give whole numbers"), ("1,1", "different seeds"), ("-1", "seed: must be >= 0")):
+        code, _, err = cli(capsys, "submit", "--preset", "classroom-quick", "--seeds", bad)
+        assert code == 2 and err.count("\n") == 1 and reason in err and "--seeds" in err
+    assert len(store.list_runs()) == 6
+
+
 @pytest.mark.parametrize("argv, lines", [
     (["--rho", "-1", "--epochs", "0"], ["rho: must be >= 0 (got '-1')", "epochs: must be >= 1 (got '0')"]),
     (["--optimizer", "adam"], ["optimizer: must be one of 'sgd', 'sam' or 'asam' (got 'adam')"]),

@@ -131,3 +131,15 @@ def test_presets_match_their_titles():
     assert (table6.label_noise, table6.epochs, table6.subset_per_class) == (0.4, 200, None)
     with pytest.raises(KeyError, match="unknown preset"):
         find_preset("imagenet")
+
+
+def test_with_seeds_gives_each_config_once_per_seed_and_validates_them():
+    from asam_core.train.config import MAX_SEEDS, with_seeds
+
+    sgd, asam = RunConfig(optimizer="sgd", label="x"), RunConfig(optimizer="asam", lr=0.05)
+    runs = with_seeds([sgd, asam], [3, 4])
+    assert [(r.optimizer, r.seed) for r in runs] == [("sgd", 3), ("sgd", 4), ("asam", 3), ("asam", 4)]
+    assert runs[3].model_dump(exclude={"seed"}) == asam.model_dump(exclude={"seed"})
+    for bad in ([], [1, 1], list(range(MAX_SEEDS + 1)), [-2]):
+        with pytest.raises(ValueError, match="seed"):
+            with_seeds([sgd], bad)

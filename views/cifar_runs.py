@@ -17,7 +17,9 @@ from streamlit.delta_generator import DeltaGenerator
 from asam_core.runs import reports, resources
 from asam_core.runs.launcher import ensure_worker
 from asam_core.runs.store import RunRecord, RunStore, StoreError, default_root, this_host
-from asam_core.train.config import PRESET_DESCRIPTIONS, PRESETS, RunConfig, find_preset, format_validation_error
+from asam_core.train.config import (
+    MAX_SEEDS, PRESET_DESCRIPTIONS, PRESETS, RunConfig, find_preset, format_validation_error, with_seeds,
+)
 from views import cifar_analysis as analysis
 from views import cifar_figures as figures
 from views import cifar_form as form
@@ -70,6 +72,11 @@ def state_from_url() -> None:
         member = "asam"
     st.session_state.cifar_member = members.index(member)
     st.session_state.cifar_owner = query.get("cifar_owner", "")
+    seeds = query.get("cifar_seeds", "1")
+    if not (seeds.isascii() and seeds.isdigit() and 1 <= int(seeds) <= MAX_SEEDS):
+        problems.append(f"cifar_seeds = {shown(seeds)} is not a number of seeds from 1 to {MAX_SEEDS}")
+        seeds = "1"
+    st.session_state.cifar_seeds = int(seeds)
     values, rejected = form.form_from_url(query.to_dict(), preset_member())
     problems += [shown(line, 80) for line in rejected]
     for name, value in values.items():
@@ -84,8 +91,9 @@ def state_to_url() -> None:
     wanted = {"cifar_preset": st.session_state.cifar_preset,
               "cifar_member": preset_member().optimizer,
               **({"cifar_owner": st.session_state.cifar_owner} if st.session_state.get("cifar_owner") else {}),
+              **({"cifar_seeds": str(st.session_state.cifar_seeds)} if st.session_state.get("cifar_seeds", 1) > 1 else {}),
               **form.form_to_url(values, preset_member())}
-    for key in [k for k in st.query_params if k.startswith(form.URL_PREFIX) or k == "cifar_owner"]:
+    for key in [k for k in st.query_params if k.startswith(form.URL_PREFIX) or k in ("cifar_owner", "cifar_seeds")]:
         if key not in wanted:
             del st.query_params[key]
     for key, value in wanted.items():
@@ -94,7 +102,14 @@ def state_to_url() -> None:
 
 
 def queue(configs: list[RunConfig], owner: str, where: DeltaGenerator) -> None:
-    """Estimate, refuse what cannot fit, ask for runs over an hour, then queue and make sure a worker runs."""
+    """Repeat with the chosen number of seeds, estimate, refuse what cannot fit, ask for runs over an
+    hour, then queue and make sure a worker runs."""
+    first = configs[0].seed
+    try:
+        configs = with_seeds(configs, list(range(first, first + st.session_state.cifar_seeds)))
+    except ValueError as err:
+        where.error(f"Nothing was queued: {err}")
+        return
     estimates = [resources.estimate(c, resources.finished_runs(store)) for c in configs]
     refused = [f"{c.label or c.optimizer}: {resources.refusal(c, e)}" for c, e in zip(configs, estimates)
                if not e.fits]
@@ -150,6 +165,9 @@ right.caption("Estimated per run here: " + "; ".join(
     f"{c.optimizer.upper()} {resources.summary(e)}" for c, e in zip(PRESETS[st.session_state.cifar_preset], preset_estimates)))
 owner = left.text_input("Your name", key="cifar_owner", placeholder="anonymous",
                         help="Shown as the owner of the runs you queue.")
+left.number_input("Repeat with N seeds", 1, MAX_SEEDS, key="cifar_seeds", step=1,
+                  help="Queue every run once per seed (seed, seed + 1, ...): the Seeds tab below shows runs that "
+                       "differ only in seed as mean ± 95% interval, as the papers report. Field: --seeds on the CLI.")
 left.checkbox("I accept runs over an hour", key="cifar_confirm_long",
               help="Runs estimated to take more than an hour are queued only with this ticked.")
 preset_result = left.container()

@@ -46,7 +46,9 @@ from asam_core.runs.store import (
     DEFAULT_SETTINGS, ROOT_ENV, STATUSES, RunRecord, RunStore, StoreError, UnknownRun, default_root, this_host,
 )
 from asam_core.train.checkpoint import CHECKPOINT_NAME
-from asam_core.train.config import PRESET_DESCRIPTIONS, PRESETS, RunConfig, find_preset, format_validation_error
+from asam_core.train.config import (
+    PRESET_DESCRIPTIONS, PRESETS, RunConfig, echo, find_preset, format_validation_error, with_seeds,
+)
 from asam_core.train.metrics import METRIC_FIELDS, EpochMetrics
 from asam_core.train.progress import ProgressBar
 
@@ -102,6 +104,8 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--preset", metavar="NAME",
                         help="; ".join(f"'{name}'" for name in PRESETS).replace("%", "%%"))
     parser.add_argument("--only", metavar="OPT[,OPT]", help="keep only these optimizers of a preset or list (sgd,sam,asam)")
+    parser.add_argument("--seeds", metavar="S[,S]", help="repeat every run once per seed, e.g. 0,1,2 (the page and "
+                        "`list` group runs that differ only in seed: mean ± 95%% interval)")
     options = parser.add_argument_group("run options (override --config / --preset)")
     for name, field in RunConfig.model_fields.items():
         default = _DEFAULT_TEXT.get(name, field.default)
@@ -149,6 +153,12 @@ def _validated(options_list: list[dict[str, Any]], args: argparse.Namespace) -> 
         configs = [c for c in configs if c.optimizer in keep]
         if not configs:
             raise UsageError(f"--only {args.only} keeps none of the runs")
+    if args.seeds is not None:
+        try:
+            configs = with_seeds(configs, [int(part) for part in args.seeds.split(",")])
+        except ValueError as err:
+            reason = str(err) if str(err).startswith(("seed", "seeds")) else "give whole numbers such as 0,1,2"
+            raise UsageError(f"--seeds {echo(args.seeds)}: {reason}") from None
     return configs
 
 
@@ -251,7 +261,7 @@ def _run_command(args: argparse.Namespace) -> int:
     elif len(options_list) == 1:
         dirs = [args.out]
     else:
-        dirs = [args.out / (c.label or c.optimizer).lower() for c in configs]
+        dirs = [args.out / ((c.label or c.optimizer).lower() + (f"-seed{c.seed}" if args.seeds else "")) for c in configs]
     if len(set(dirs)) != len(dirs):
         raise UsageError("two runs would share an output folder; give them different labels")
     if not args.resume:
@@ -330,7 +340,7 @@ def _submit_command(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise UsageError(str(err)) from None
         print(f"queued run {run}: {config.optimizer} {config.model}"
-              f"{' ' + repr(config.label) if config.label else ''}, {config.epochs} epochs, "
+              f"{' ' + repr(config.label) if config.label else ''}, seed {config.seed}, {config.epochs} epochs, "
               f"{resources.summary(estimate)}")
     if not store.live_workers(this_host()):
         print(f"no worker is running; start one with: python -m asam_core.runs worker --root {store.root}")

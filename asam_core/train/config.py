@@ -16,7 +16,7 @@ triple; ``PRESET_DESCRIPTIONS`` says what each can and cannot show at its cost.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -123,7 +123,7 @@ _RANGE_KEYS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "l
 ECHO_CHARS = 80
 
 
-def _echo(value: Any) -> str:
+def echo(value: Any) -> str:
     """``repr(value)``, cut to ECHO_CHARS characters: an error never repeats a huge input in full."""
     text = repr(value)
     return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS - 3] + "..."
@@ -164,7 +164,7 @@ def format_validation_error(err: ValidationError) -> str:
         if not loc:  # a model-level check, already phrased "field: ..."
             lines.append(re.sub(r"^Value error, ", "", error["msg"]))
             continue
-        lines.append(f"{loc}: {_describe(error)} (got {_echo(error['input'])})")
+        lines.append(f"{loc}: {_describe(error)} (got {echo(error['input'])})")
     return "\n".join(lines)
 
 
@@ -207,6 +207,24 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
         "GPU, and shortened runs do not reproduce the paper's ranking."
     ),
 }
+
+
+MAX_SEEDS = 20
+
+
+def with_seeds(configs: Sequence[RunConfig], seeds: Sequence[int]) -> list[RunConfig]:
+    """Every config once per seed, in order (config-major): runs that differ only in their seed, which
+    the CIFAR page and reports group into mean +- 95% interval.  ValueError names a bad seed."""
+    if not 1 <= len(seeds) <= MAX_SEEDS or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds: give 1 to {MAX_SEEDS} different seeds (got {list(seeds)[:MAX_SEEDS + 1]})")
+    runs = []
+    for config in configs:
+        for seed in seeds:
+            try:
+                runs.append(RunConfig.model_validate({**config.model_dump(), "seed": seed}))
+            except ValidationError as err:
+                raise ValueError(format_validation_error(err)) from None
+    return runs
 
 
 def find_preset(name: str) -> str:
