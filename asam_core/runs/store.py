@@ -222,20 +222,19 @@ class RunRecord:
         """The record of ``row``; an invalid config gives ``config=None`` and status failed with the reason."""
         fields = {k: row[k] for k in row.keys() if k not in ("config", "lease")}
         fields["cancel_requested"] = bool(row["cancel_requested"])
-        problem = config_problem(row)
+        config, problem = parse_config(row)
         if problem is None:
-            return cls(**fields, config=RunConfig.model_validate_json(row["config"]))
+            return cls(**fields, config=config)
         return cls(**{**fields, "status": "failed", "error": problem}, config=None)
 
 
-def config_problem(row: sqlite3.Row) -> str | None:
-    """Why the row's stored config is not a valid RunConfig (one line), or None."""
+def parse_config(row: sqlite3.Row) -> tuple[RunConfig | None, str | None]:
+    """The row's stored config, or None and why it is not a valid RunConfig (one line)."""
     try:
-        RunConfig.model_validate_json(row["config"])
+        return RunConfig.model_validate_json(row["config"]), None
     except ValidationError as err:
         problems = format_validation_error(err).replace("\n", "; ")
-        return f"quarantined: the stored config is no longer a valid RunConfig: {problems}"
-    return None
+        return None, f"quarantined: the stored config is no longer a valid RunConfig: {problems}"
 
 
 @dataclass(frozen=True)
@@ -546,7 +545,7 @@ class RunStore:
                                   "ORDER BY id LIMIT 1", (now,)).fetchone()
                 if row is None:
                     return None
-                problem = config_problem(row)
+                _, problem = parse_config(row)
                 if problem is None:
                     break
                 self._quarantine(con, row["id"], problem)

@@ -192,7 +192,8 @@ class Worker:
                 process = subprocess.Popen(
                     [*self.child_command, "--root", str(self.store.root.resolve()), "--lease", claim.lease,
                      "--retry-delay", str(self.retry_delay)],
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=_child_env())
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=_child_env(),
+                    start_new_session=True)  # a Ctrl-C meant for the worker reaches it only through the worker
         except OSError as err:
             reason = f"could not start its process ({err.strerror}: {err.filename or folder})"
             self.store.release(claim.lease, reason, delay=self.retry_delay)
