@@ -80,6 +80,19 @@ def test_a_valid_form_queues_the_run_with_its_owner_and_selects_it(store):
     assert at.dataframe[0].value["status"].tolist() == ["queued"]
 
 
+def test_a_run_whose_data_is_missing_is_refused_before_queuing_with_where_to_put_it(store, tmp_path):
+    at = open_page()
+    at.text_input(key="cifar_f_data_dir").input(str(tmp_path / "empty"))
+    at.checkbox(key="cifar_f_download").uncheck()
+    at.button(key="FormSubmitter:cifar_launch-Start run").click().run()
+    message = at.error[0].value
+    assert "Nothing was queued" in message and "data_dir" in message and "cifar-10-python.tar.gz" in message
+    assert store.list_runs() == [] and not at.success
+    at.checkbox(key="cifar_f_download").check()
+    at.button(key="FormSubmitter:cifar_launch-Start run").click().run()
+    assert "will be downloaded there" in at.success[0].value and len(store.list_runs()) == 1
+
+
 def test_the_preset_button_queues_its_three_optimizers(store):
     at = open_page()
     at.button(key="cifar_queue_preset").click().run()

@@ -153,3 +153,17 @@ def test_batches_are_normalized_per_channel_and_cover_the_data_once(tmp_path):
     assert len(batches) == 5
     seen = torch.cat([y for _, y in batches])
     assert sorted(seen.tolist()) == sorted(data.train_y.tolist())
+
+
+def test_data_status_says_where_the_data_comes_from_without_touching_it(tmp_path):
+    from asam_core.train.data import data_status
+
+    found = write_cifar(tmp_path / "a")
+    assert data_status("cifar10", tmp_path / "a", download_missing=False) == f"CIFAR-10 found in {found}"
+    archive, _ = write_cifar_archive(tmp_path / "b")
+    assert data_status("cifar10", tmp_path / "b") == f"CIFAR-10 will be checked (MD5) and extracted from {archive}"
+    assert not (tmp_path / "b" / "cifar-10-batches-py").exists(), "nothing is extracted by asking"
+    assert "will be downloaded there" in data_status("cifar10", tmp_path / "c")
+    assert not (tmp_path / "c").exists(), "nothing is downloaded or created by asking"
+    with pytest.raises(DataUnavailable, match="CIFAR-100 is not in .*cifar-100-python.tar.gz"):
+        data_status("cifar100", tmp_path / "c", download_missing=False)

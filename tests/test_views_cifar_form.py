@@ -20,7 +20,10 @@ def test_the_form_asks_for_every_field_with_its_allowed_range():
     assert specs["optimizer"].options == ("sgd", "sam", "asam")
     assert specs["normalization"].options == (None, "none", "element", "filter")
     assert specs["augment"].kind == "checkbox"
-    assert "learning rate" in specs["lr"].help and "> 0" in specs["lr"].help
+    assert "learning rate" in specs["lr"].help.lower() and "> 0" in specs["lr"].help
+    assert specs["subset_per_class"].label == "Training images per class", "words, not the field name"
+    assert "`subset_per_class`" in specs["subset_per_class"].help and "--subset-per-class" in specs["subset_per_class"].help
+    assert all(spec.label and spec.label != spec.name for spec in specs.values() if spec.name not in ("p", "m"))
 
 
 configs = st.builds(

@@ -36,6 +36,7 @@ class FieldSpec:
     options: tuple[Any, ...]
     allowed: str
     help: str
+    label: str
 
 
 def _allowed(info: FieldInfo, kind: WidgetKind, options: tuple[Any, ...], optional: bool, inf_ok: bool) -> str:
@@ -82,7 +83,9 @@ def form_fields() -> list[FieldSpec]:
         else:
             kind = "text"
         allowed = _allowed(info, kind, options, optional, inf_ok)
-        specs.append(FieldSpec(name, kind, optional, options, allowed, f"{info.description}. Allowed: {allowed}."))
+        flag = f"--{name.replace('_', '-')}"
+        help_text = f"{info.description[0].upper()}{info.description[1:]}. Allowed: {allowed}. Field `{name}` (CLI `{flag}`)."
+        specs.append(FieldSpec(name, kind, optional, options, allowed, help_text, info.title or name))
     return specs
 
 

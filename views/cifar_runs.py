@@ -20,6 +20,7 @@ from asam_core.runs.store import RunRecord, RunStore, StoreError, default_root, 
 from asam_core.train.config import (
     MAX_SEEDS, PRESET_DESCRIPTIONS, PRESETS, RunConfig, find_preset, format_validation_error, with_seeds,
 )
+from asam_core.train.data import DataUnavailable, data_status
 from views import cifar_analysis as analysis
 from views import cifar_figures as figures
 from views import cifar_form as form
@@ -110,6 +111,11 @@ def queue(configs: list[RunConfig], owner: str, where: DeltaGenerator) -> None:
     except ValueError as err:
         where.error(f"Nothing was queued: {err}")
         return
+    try:
+        data = sorted({data_status(c.dataset, c.data_dir, c.download) for c in configs})
+    except DataUnavailable as err:
+        where.error(f"Nothing was queued: the data is not there (data folder `data_dir`). {err}")
+        return
     estimates = [resources.estimate(c, resources.finished_runs(store)) for c in configs]
     refused = [f"{c.label or c.optimizer}: {resources.refusal(c, e)}" for c, e in zip(configs, estimates)
                if not e.fits]
@@ -129,13 +135,13 @@ def queue(configs: list[RunConfig], owner: str, where: DeltaGenerator) -> None:
         return
     st.session_state.cifar_compare = list(dict.fromkeys(st.session_state.get("cifar_compare", []) + run_ids))
     where.success(f"Queued run{'s' if len(run_ids) > 1 else ''} {', '.join(f'#{i}' for i in run_ids)}: "
-                  + "; ".join(resources.summary(e) for e in estimates[:1]) + ".")
+                  + "; ".join(resources.summary(e) for e in estimates[:1]) + ". Data: " + "; ".join(data) + ".")
     if AUTOSTART_WORKER and ensure_worker(store):
         st.toast("Started a background worker.")
 
 
 def field_widget(spec: form.FieldSpec) -> None:
-    key, label = f"{form.URL_PREFIX}{spec.name}", spec.name
+    key, label = f"{form.URL_PREFIX}{spec.name}", spec.label
     if spec.kind == "select":
         default_text = "default for the optimizer"
         st.selectbox(label, spec.options, key=key, help=spec.help, placeholder=default_text,

@@ -46,37 +46,53 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, ser_json_inf_nan="strings")
 
-    label: str = Field("", max_length=100, description="free-text name shown in tables and legends")
-    dataset: Literal["cifar10", "cifar100"] = Field("cifar10", description="CIFAR-10 or CIFAR-100")
-    data_dir: str = Field("data", min_length=1, max_length=1024,
+    label: str = Field("", title="Label", max_length=100, description="free-text name shown in tables and legends")
+    dataset: Literal["cifar10", "cifar100"] = Field("cifar10", title="Dataset", description="CIFAR-10 or CIFAR-100")
+    data_dir: str = Field("data", title="Data folder (CIFAR archive)", min_length=1, max_length=1024,
                           description="folder holding the archive or its extracted folder")
-    download: bool = Field(True, description="download the official archive when it is missing")
-    subset_per_class: int | None = Field(None, ge=1, description="train on the first N images of every class")
-    label_noise: float = Field(0.0, ge=0, lt=1, description="fraction of training labels flipped to another class")
-    noise_seed: int = Field(0, ge=0, description="seed of the label noise")
-    augment: bool = Field(True, description="random crop (4-pixel padding) and horizontal flip")
-    model: ModelName = Field("resnet20", description="network architecture")
-    optimizer: OptimizerName = Field("asam", description=f"training method: {', '.join(METHODS)} (asam_core.methods)")
-    rho: float | None = Field(None, ge=0, le=10, description="radius of the maximization region")
-    eta: float = Field(0.01, ge=0, le=1, description="ASAM offset in T_w = diag(|w| + eta)")
-    p: float = Field(2.0, gt=1, allow_inf_nan=True, description="norm of the region: 2, inf or any p > 1")
+    download: bool = Field(True, title="Download the archive if missing",
+                           description="download the official archive when it is missing")
+    subset_per_class: int | None = Field(None, title="Training images per class", ge=1,
+                                         description="train on the first N images of every class")
+    label_noise: float = Field(0.0, title="Label noise (fraction flipped)", ge=0, lt=1,
+                               description="fraction of training labels flipped to another class")
+    noise_seed: int = Field(0, title="Label-noise seed", ge=0, description="seed of the label noise")
+    augment: bool = Field(True, title="Augmentation (crop + flip)",
+                          description="random crop (4-pixel padding) and horizontal flip")
+    model: ModelName = Field("resnet20", title="Network", description="network architecture")
+    optimizer: OptimizerName = Field("asam", title="Optimizer",
+                                     description=f"training method: {', '.join(METHODS)} (asam_core.methods)")
+    rho: float | None = Field(None, title="ρ (region radius)", ge=0, le=10,
+                              description="radius of the maximization region")
+    eta: float = Field(0.01, title="η (ASAM offset)", ge=0, le=1, description="ASAM offset in T_w = diag(|w| + eta)")
+    p: float = Field(2.0, title="p (region norm)", gt=1, allow_inf_nan=True,
+                     description="norm of the region: 2, inf or any p > 1")
     normalization: Literal["none", "element", "filter"] | None = Field(
-        None, description="T_w: none (SAM), element (ASAM) or filter")
-    normalize_bias: bool = Field(False, description="normalize biases too (the paper's variant)")
-    m: int | None = Field(None, ge=1, description="m-sharpness: examples per perturbation")
-    epochs: int = Field(200, ge=1, le=10_000, description="training epochs")
-    batch_size: int = Field(128, ge=2, le=8192, description="training batch size")
-    lr: float = Field(0.1, gt=0, le=10, description="peak learning rate of the cosine schedule")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
-    weight_decay: float = Field(5e-4, ge=0, le=1, description="L2 weight decay (in the base optimizer)")
-    nesterov: bool = Field(False, description="Nesterov momentum")
-    label_smoothing: float = Field(0.1, ge=0, lt=1, description="label smoothing of the training loss")
-    seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of the initialization, data order and augmentation")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks cuda when available")
-    bf16: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
-    eval_every_epochs: int = Field(1, ge=1, description="evaluate on the test set every N epochs (and the last)")
-    log_every_steps: int = Field(20, ge=1, description="report the training loss every N steps")
-    flatness_every_epochs: int = Field(0, ge=0, le=10_000, description="also measure flatness (sharpness, adaptive "
+        None, title="T_w normalization", description="T_w: none (SAM), element (ASAM) or filter")
+    normalize_bias: bool = Field(False, title="Normalize biases",
+                                 description="normalize biases too (the paper's variant)")
+    m: int | None = Field(None, title="m (examples per perturbation)", ge=1,
+                          description="m-sharpness: examples per perturbation")
+    epochs: int = Field(200, title="Epochs", ge=1, le=10_000, description="training epochs")
+    batch_size: int = Field(128, title="Batch size (images)", ge=2, le=8192, description="training batch size")
+    lr: float = Field(0.1, title="Learning rate (peak)", gt=0, le=10,
+                      description="peak learning rate of the cosine schedule")
+    momentum: float = Field(0.9, title="Momentum", ge=0, lt=1, description="SGD momentum")
+    weight_decay: float = Field(5e-4, title="Weight decay", ge=0, le=1,
+                                description="L2 weight decay (in the base optimizer)")
+    nesterov: bool = Field(False, title="Nesterov momentum", description="Nesterov momentum")
+    label_smoothing: float = Field(0.1, title="Label smoothing", ge=0, lt=1,
+                                   description="label smoothing of the training loss")
+    seed: int = Field(0, title="Seed", ge=0, le=2**63 - 1,
+                      description="seed of the initialization, data order and augmentation")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", title="Device", description="auto picks cuda when available")
+    bf16: bool = Field(True, title="bf16 on GPU", description="bf16 autocast on CUDA (ignored on CPU)")
+    eval_every_epochs: int = Field(1, title="Test every N epochs", ge=1,
+                                   description="evaluate on the test set every N epochs (and the last)")
+    log_every_steps: int = Field(20, title="Log loss every N steps", ge=1,
+                                 description="report the training loss every N steps")
+    flatness_every_epochs: int = Field(0, title="Flatness every N epochs (0: at the end)", ge=0, le=10_000,
+                                       description="also measure flatness (sharpness, adaptive "
                                        "sharpness, lambda_max, loss profile) every N epochs; 0: at the end only")
 
     @field_validator("data_dir")

@@ -151,8 +151,10 @@ def extract(spec: CifarSpec, archive: Path, root: Path) -> Path:
     return root / spec.folder
 
 
-def locate(spec: CifarSpec, data_dir: str | Path, download_missing: bool = True, progress: bool = True) -> Path:
-    """The extracted dataset folder, extracting or downloading the archive when needed (see module doc)."""
+def data_plan(spec: CifarSpec, data_dir: str | Path, download_missing: bool = True) -> tuple[str, Path]:
+    """What ``locate`` will do, without doing it: ("folder", the extracted folder), ("archive", the
+    archive to check and extract) or ("download", the folder the archive goes to); DataUnavailable
+    (naming the folder and what to put there) when the data is incomplete, or missing and not to be downloaded."""
     root = Path(data_dir).expanduser().resolve()
     for folder in (root, root / spec.folder):
         if folder.name == spec.folder and folder.is_dir():
@@ -160,12 +162,34 @@ def locate(spec: CifarSpec, data_dir: str | Path, download_missing: bool = True,
             if missing:
                 raise DataUnavailable(f"{folder} is incomplete (missing {', '.join(missing)}). "
                                       f"Delete it and run again. " + _where_to_put(spec, root))
-            return folder
+            return "folder", folder
     if (root / spec.archive).is_file():
-        return extract(spec, root / spec.archive, root)
+        return "archive", root / spec.archive
     if not download_missing:
         raise DataUnavailable(f"{spec.title} is not in {root}. " + _where_to_put(spec, root))
-    return extract(spec, download(spec, root, progress), root)
+    return "download", root
+
+
+def locate(spec: CifarSpec, data_dir: str | Path, download_missing: bool = True, progress: bool = True) -> Path:
+    """The extracted dataset folder, extracting or downloading the archive when needed (see module doc)."""
+    kind, path = data_plan(spec, data_dir, download_missing)
+    if kind == "folder":
+        return path
+    if kind == "archive":
+        return extract(spec, path, path.parent)
+    return extract(spec, download(spec, path, progress), path)
+
+
+def data_status(dataset: str, data_dir: str | Path, download_missing: bool = True) -> str:
+    """One line saying where a run's data comes from (found / extracted from the archive / downloaded
+    into the folder on first use); DataUnavailable with what to do when it cannot be had."""
+    spec = SPECS[dataset]
+    kind, path = data_plan(spec, data_dir, download_missing)
+    if kind == "folder":
+        return f"{spec.title} found in {path}"
+    if kind == "archive":
+        return f"{spec.title} will be checked (MD5) and extracted from {path}"
+    return f"{spec.title} is not in {path} yet: it will be downloaded there from {spec.url} (about 170 MB, MD5-checked)"
 
 
 def read_batch(path: Path, spec: CifarSpec) -> tuple[np.ndarray, np.ndarray]:
