@@ -93,6 +93,16 @@ def test_a_run_whose_data_is_missing_is_refused_before_queuing_with_where_to_put
     assert "will be downloaded there" in at.success[0].value and len(store.list_runs()) == 1
 
 
+def test_a_failed_run_shows_its_whole_reason_in_an_alert(store):
+    run_id = store.submit(RunConfig(model="small_cnn", epochs=2), "ada")
+    sentence = "CIFAR-10 is not in /some_where/data. Put cifar-10-python.tar.gz (from https://example.org/) there"
+    reason = f"{sentence} {sentence}"
+    store.finish(store.claim(1, this_host()).lease, "failed", reason)
+    at = open_page()
+    shown = [e.value.replace("\\", "") for e in at.error]
+    assert f"Run #{run_id} failed: {reason}" in shown, "the whole reason, Markdown escaped"
+
+
 def test_the_preset_button_queues_its_three_optimizers(store):
     at = open_page()
     at.button(key="cifar_queue_preset").click().run()
@@ -144,7 +154,8 @@ def test_runs_differing_only_in_seed_show_mean_and_interval_and_other_initializa
     at = open_page({"cifar_runs": ",".join(map(str, ids))})
     (groups,) = [d.value for d in at.dataframe if "seeds" in d.value.columns]
     (group,) = groups.to_dict("records")
-    assert group["seeds"] == "0, 1, 2" and group["test accuracy (%)"] == "62.00 ± 2.48"  # 61, 62, 63: 4.303 · 1 / √3
+    # test accuracies 61, 62, 63: mean 62, half-width t_{0.975, 2} · 1 / √3 = 4.303 / 1.732
+    assert group["seeds"] == "0, 1, 2" and group["test accuracy (%)"] == "62.00 ± 2.48"
     planes = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "PC1" in c.proto.spec]
     assert len(planes) == 3, "three seeds: three initializations, three planes"
 

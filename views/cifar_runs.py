@@ -92,7 +92,8 @@ def state_to_url() -> None:
     wanted = {"cifar_preset": st.session_state.cifar_preset,
               "cifar_member": preset_member().optimizer,
               **({"cifar_owner": st.session_state.cifar_owner} if st.session_state.get("cifar_owner") else {}),
-              **({"cifar_seeds": str(st.session_state.cifar_seeds)} if st.session_state.get("cifar_seeds", 1) > 1 else {}),
+              **({"cifar_seeds": str(st.session_state.cifar_seeds)} if st.session_state.get("cifar_seeds", 1) > 1
+                 else {}),
               **form.form_to_url(values, preset_member())}
     for key in [k for k in st.query_params if k.startswith(form.URL_PREFIX) or k in ("cifar_owner", "cifar_seeds")]:
         if key not in wanted:
@@ -252,6 +253,8 @@ def show_runs() -> None:
         text.write(f"**{reports.run_name(run)}**: {reports.status_text(run)}, {run.progress:.0%}, by {run.owner}")
         button.button("Cancel", key=f"cifar_cancel_{run.id}", on_click=cancel, args=(run.id,),
                       disabled=run.cancel_requested)
+    for run in [run for run in runs if run.status == "failed"][-3:]:
+        st.error(f"Run #{run.id} failed: {shown(run.error or 'no reason was recorded', 2000)}", icon="⚠️")
     retryable = [run for run in runs if run.status in ("failed", "cancelled") and run.config is not None]
     if retryable:
         by_id = {run.id: run for run in retryable}
