@@ -119,7 +119,10 @@ def train_leased_run(store: RunStore, lease: str, retry_delay: float) -> int:
         store.finish(lease, result.status, result.reason if result.status == "failed" else None)
     elif sink.cancelled:
         store.finish(lease, "cancelled")
-    elif not sink.lost:
+    elif sink.lost:
+        _say(f"run {run.id}: its lease was lost (another worker has it); nothing recorded")
+        return EXIT_RECORDED
+    else:
         store.release(lease, "its worker stopped" if sink.stop_requested else "its worker died")
     _say(f"run {run.id}: {result.status} ({result.reason})")
     return EXIT_RECORDED

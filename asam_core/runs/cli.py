@@ -363,7 +363,7 @@ def _show_command(args: argparse.Namespace) -> int:
     print(f"run {run.id}: {reports.status_text(run)}, {run.progress:.0%}, owner {run.owner}, "
           f"attempts {run.attempts} of max_attempts {settings['max_attempts']}")
     print(f"folder: {store.run_dir(run.key)} (key {run.key})")
-    if run.worker_pid is not None:
+    if run.status == "running":
         process = f", run process {run.run_pid}" if run.run_pid is not None else ""
         print(f"worker: pid {run.worker_pid} on {run.worker_host}{process}")
     if run.error and run.status != "queued":
@@ -528,3 +528,6 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:  # the reader went away (``... | head``): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK

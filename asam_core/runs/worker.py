@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from asam_core.runs import reports
 from asam_core.runs.child import EXIT_RECORDED, EXIT_TRANSIENT
 from asam_core.runs.store import RUN_LOG_NAME, STALE_AFTER_S, Claim, RunStore, StoreError, StoreGone, this_host
 
@@ -140,7 +141,7 @@ class Worker:
             log.info("worker %d: stopped", self.pid)
 
     def _heartbeat(self) -> None:
-        live = [job for job in self.jobs if not job.outcome_pending]
+        live = [job for job in self.jobs if not job.outcome_pending and job.process.poll() is None]
         held = self.store.heartbeat(job.claim.lease for job in live)
         for job in live:
             if job.claim.lease not in held:
@@ -208,10 +209,12 @@ class Worker:
         for job in [job for job in self.jobs if job.process.poll() is not None]:
             job.outcome_pending = True
             code, lease = job.process.returncode, job.claim.lease
-            if job.lost:
+            if code == EXIT_RECORDED and self.store.leased_run(lease) is None:
+                run = self.store.get(job.run_id)
+                log.info("run %d: %s", job.run_id, reports.status_text(run) + (
+                    f" ({run.error})" if run.error and run.status != "queued" else ""))
+            elif job.lost:
                 log.warning("run %d: lease lost to another worker, nothing recorded", job.run_id)
-            elif code == EXIT_RECORDED and self.store.leased_run(lease) is None:
-                log.info("run %d: %s", job.run_id, log_tail(job.log_path, job.log_offset, 1) or "ended")
             elif code == EXIT_TRANSIENT:
                 reason = log_tail(job.log_path, job.log_offset, 1) or "a transient fault"
                 if self.store.release(lease, reason, delay=self.retry_delay):
