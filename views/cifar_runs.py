@@ -16,7 +16,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from asam_core.runs import reports, resources
 from asam_core.runs.launcher import ensure_worker
-from asam_core.runs.store import RunRecord, RunStore, StoreError, default_root, this_host
+from asam_core.runs.store import RunRecord, RunStore, StoreError, StoreGone, default_root, this_host
 from asam_core.train.config import (
     MAX_SEEDS, PRESET_DESCRIPTIONS, PRESETS, RunConfig, find_preset, format_validation_error, with_seeds,
 )
@@ -43,9 +43,22 @@ st.write(
 )
 try:
     store = run_store(str(default_root().resolve()))
+    store.check_same_file()
+except StoreGone as err:
+    run_store.clear()  # the next run of the page opens the store at that path afresh
+    st.error(f"{err}: reload the page to open the run store again.")
+    st.stop()
 except StoreError as err:
     st.error(f"The run store cannot be used: {err}")
     st.stop()
+
+
+def history() -> list[tuple[RunConfig, float]]:
+    """What finished runs took, for the time estimates (none when the store cannot be read)."""
+    try:
+        return resources.finished_runs(store)
+    except StoreError:
+        return []
 
 
 def preset_member() -> RunConfig:
@@ -117,7 +130,7 @@ def queue(configs: list[RunConfig], owner: str, where: DeltaGenerator) -> None:
     except DataUnavailable as err:
         where.error(f"Nothing was queued: the data is not there (data folder `data_dir`). {err}")
         return
-    estimates = [resources.estimate(c, resources.finished_runs(store)) for c in configs]
+    estimates = [resources.estimate(c, history()) for c in configs]
     refused = [f"{c.label or c.optimizer}: {resources.refusal(c, e)}" for c, e in zip(configs, estimates)
                if not e.fits]
     if refused:
@@ -131,7 +144,7 @@ def queue(configs: list[RunConfig], owner: str, where: DeltaGenerator) -> None:
         return
     try:
         run_ids = [store.submit(c, owner) for c in configs]
-    except ValueError as err:
+    except (ValueError, StoreError) as err:
         where.error(f"Nothing was queued: {err}")
         return
     st.session_state.cifar_compare = list(dict.fromkeys(st.session_state.get("cifar_compare", []) + run_ids))
@@ -167,7 +180,7 @@ members = [config.optimizer.upper() for config in PRESETS[st.session_state.cifar
 left.radio("Optimizer of the preset", range(len(members)), key="cifar_member", on_change=load_preset,
            horizontal=True, format_func=members.__getitem__)
 right.caption(PRESET_DESCRIPTIONS[st.session_state.cifar_preset])
-preset_estimates = [resources.estimate(c, resources.finished_runs(store)) for c in PRESETS[st.session_state.cifar_preset]]
+preset_estimates = [resources.estimate(c, history()) for c in PRESETS[st.session_state.cifar_preset]]
 right.caption("Estimated per run here: " + "; ".join(
     f"{c.optimizer.upper()} {resources.summary(e)}" for c, e in zip(PRESETS[st.session_state.cifar_preset], preset_estimates)))
 owner = left.text_input("Your name", key="cifar_owner", placeholder="anonymous",
@@ -202,7 +215,7 @@ except ValidationError as err:
         errors.error("Nothing was queued. Please fix:\n\n" + "\n".join(
             f"- {line}" for line in format_validation_error(err).splitlines()))
 else:
-    st.caption(f"This run: {resources.summary(resources.estimate(form_config, resources.finished_runs(store)))}.")
+    st.caption(f"This run: {resources.summary(resources.estimate(form_config, history()))}.")
     if submitted:
         queue([form_config], owner, errors)
 state_to_url()
@@ -228,7 +241,11 @@ def retry(run_id: int, fresh: bool) -> None:
 def live_runs() -> None:
     """Runs table, cancel and retry buttons, comparison charts and CSV: refreshed every 2 s."""
     try:
+        store.check_same_file()
         show_runs()
+    except StoreGone as err:
+        run_store.clear()  # the next run of the page opens the store at that path afresh
+        st.error(f"{err}: reload the page to open the run store again.")
     except StoreError as err:
         st.error(f"The run store cannot be read: {err}")
 

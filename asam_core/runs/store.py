@@ -342,6 +342,8 @@ class RunStore:
         try:
             con = getattr(self._local, "con", None)
             if con is None:
+                if hasattr(self, "_identity"):
+                    self.check_same_file()  # never create an empty database where this store's was deleted
                 con = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
                 con.row_factory = sqlite3.Row
                 con.execute("PRAGMA synchronous=NORMAL")

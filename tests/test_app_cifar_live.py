@@ -1,4 +1,4 @@
-"""AppTest: the CIFAR page draws the step losses the run store holds (live progress inside an epoch)."""
+"""AppTest of the CIFAR page's live part: step losses drawn from the store, a database deleted under the page."""
 from __future__ import annotations
 
 import json
@@ -27,3 +27,20 @@ def test_step_losses_of_a_running_run_are_drawn(tmp_path, monkeypatch):
     (trace,) = steps["data"]
     assert (trace["x"], trace["y"]) == ([5, 10, 15], [2.3, 2.1, 1.9])
     assert "curves appear when the first epoch" in at.info[0].value
+
+
+def test_a_database_deleted_under_the_page_is_one_line_and_a_reload_opens_a_new_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASAM_LAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("ASAM_LAB_WORKER_AUTOSTART", "0")
+    RunStore(tmp_path / "runs").submit(RunConfig(model="small_cnn", epochs=3), "ada")
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert at.dataframe[0].value["run"].tolist() == [1]
+    for name in ("runs.sqlite3", "runs.sqlite3-wal", "runs.sqlite3-shm"):
+        (tmp_path / "runs" / name).unlink(missing_ok=True)
+    at.run()
+    assert not at.exception
+    assert at.error[0].value == f"{(tmp_path / 'runs').resolve()}/runs.sqlite3 was deleted while in use: " \
+                               "reload the page to open the run store again."
+    at.run()
+    assert not at.error and "No runs yet" in at.info[0].value
