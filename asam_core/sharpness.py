@@ -255,16 +255,29 @@ def loss_profile(
     """L(w + t d) for every direction d (shaped like the model's trainable parameters) and every t,
     in eval mode; the weights are restored bit-exactly afterwards."""
     batches = list(batches)
+    zero = [torch.zeros_like(d) for d in directions[0]] if directions else []
+    return [loss_grid(model, loss_fn, batches, (d, zero), ts, [0.0])[0] for d in directions]
+
+
+def loss_grid(
+    model: nn.Module, loss_fn: LossFn, batches: Batches, directions: tuple[Sequence[Tensor], Sequence[Tensor]],
+    alphas: Sequence[float], betas: Sequence[float], center: Sequence[Tensor] | None = None,
+) -> list[list[float]]:
+    """grid[j][i] = L(c + alphas[i] d1 + betas[j] d2) with c = ``center`` (default: the current weights),
+    d1, d2 shaped like the model's trainable parameters; eval mode, weights restored bit-exactly."""
+    batches = list(batches)
     params = [w for w in model.parameters() if w.requires_grad]
     with _measuring(model), torch.no_grad():
-        w = [x.detach().clone() for x in params]
-        profile = []
-        for direction in directions:
-            d = [x.to(device=v.device, dtype=v.dtype) for x, v in zip(direction, w)]
+        c = [(w if x is None else x).detach().to(device=w.device, dtype=w.dtype).clone()
+             for w, x in zip(params, center or [None] * len(params))]
+        d1, d2 = ([x.to(device=v.device, dtype=v.dtype) for x, v in zip(d, c)] for d in directions)
+        grid = []
+        for b in betas:
             row = []
-            for t in ts:
-                torch._foreach_copy_(params, w)
-                torch._foreach_add_(params, d, alpha=float(t))
+            for a in alphas:
+                torch._foreach_copy_(params, c)
+                torch._foreach_add_(params, d1, alpha=float(a))
+                torch._foreach_add_(params, d2, alpha=float(b))
                 row.append(float(_mean_loss(model, loss_fn, batches)))
-            profile.append(row)
-    return profile
+            grid.append(row)
+    return grid

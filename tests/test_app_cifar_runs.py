@@ -46,6 +46,11 @@ def finished_run(store: RunStore, epochs: int = 3, **config) -> int:
         artifacts = {"path_sketch": (e * direction).tobytes()}
         if e == epochs:
             artifacts["loss_profile"] = json.dumps({"t": [-1, 0, 1], "loss": [[2.0, 1.0, 2.0 + run_id]]}).encode()
+            length = float(np.linalg.norm(epochs * direction))
+            axis1 = (direction / np.linalg.norm(direction)).tolist()
+            artifacts["loss_surface"] = json.dumps({"alpha": [0, 1], "beta": [-1, 1], "loss": [[3, 2], [3, 2]],
+                                                    "length": length, "axis1": axis1,
+                                                    "axis2": [0.0] * SKETCH_DIM}).encode()
         store.record_artifacts(claim.lease, e, artifacts)
     store.finish(claim.lease, "done")
     return run_id
@@ -135,7 +140,7 @@ def test_finished_runs_in_the_url_show_table_curves_trajectories_and_csv(store):
     assert table["run"].tolist() == [3, 2, 1] and table["status"].tolist() == ["done"] * 3
     assert table["best test acc (%)"].tolist() == pytest.approx([63.0, 62.0, 61.0])
     assert at.multiselect(key="cifar_compare").value == [first, second]
-    curves, plane, profiles = (json.loads(chart.proto.spec) for chart in at.get("plotly_chart"))
+    curves, plane, profiles, surface = (json.loads(chart.proto.spec) for chart in at.get("plotly_chart"))
     test_acc = [t for t in curves["data"] if t["name"].endswith("(test)") and t["xaxis"] == "x"]
     assert [t["y"] for t in test_acc] == [pytest.approx([21, 41, 61]), pytest.approx([22, 42, 62])]
     paths = [t for t in plane["data"] if t.get("name", "").startswith("#")]
@@ -144,6 +149,9 @@ def test_finished_runs_in_the_url_show_table_curves_trajectories_and_csv(store):
     means = [t for t in profiles["data"] if t.get("name", "").startswith("#")]
     assert [t["y"] for t in means] == [[2.0, 1.0, 2.0 + first], [2.0, 1.0, 2.0 + second]]
     (flatness,) = [d.value for d in at.dataframe if "Hessian λ_max" in d.value.columns]
+    contour, path = surface["data"][0], surface["data"][1]
+    assert contour["type"] == "contour" and contour["z"] == [[3, 2], [3, 2]]
+    assert path["x"] == pytest.approx([0, 1 / 3, 2 / 3, 1]) and path["y"] == pytest.approx([0, 0, 0, 0])
     assert flatness["epoch"].tolist() == [3, 3] and flatness["Hessian λ_max"].tolist() == pytest.approx([0.3, 0.3])
     assert at.get("download_button")
     assert at.query_params["cifar_runs"] == f"{first},{second}"

@@ -71,3 +71,46 @@ def test_profile_of_a_convex_model_at_its_minimum_is_lowest_at_zero():
         assert min(range(len(row)), key=row.__getitem__) == zero
         assert all(a > b for a, b in zip(row[:zero], row[1:zero + 1])), "falls towards t = 0"
         assert all(a < b for a, b in zip(row[zero:], row[zero + 1:])), "rises after t = 0"
+
+
+def test_loss_surface_spans_the_runs_path_and_places_its_epochs_on_it():
+    """On a model trained from w0, the surface passes through w0 (0, 0) and the final weights (1, 0):
+    its loss there equals the model's loss at those weights, and the path's sketches land near them."""
+    import json
+
+    from asam_core.runs.analysis import loss_surface as surface_with_path
+    from asam_core.train.flatness import SURFACE_ALPHAS, SURFACE_BETAS, loss_surface
+    from asam_core.train.path_sketch import PathSketch
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                          nn.Flatten(), nn.Linear(16, 3))
+    sketch = PathSketch(model.parameters())
+    w0 = [w.detach().clone() for w in model.parameters()]
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(32, 3, 6, 6, generator=gen), torch.randint(0, 3, (32,), generator=gen)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sketches = []
+    for epoch in range(1, 4):
+        for _ in range(5):
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+        sketches.append((epoch, sketch(model.parameters()).numpy().tobytes()))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    surface = loss_surface(model, [(x, y)], sketch)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items()), "weights restored exactly"
+    assert surface["length"] == pytest.approx(
+        torch.cat([(w - a).reshape(-1) for w, a in zip(model.parameters(), w0)]).norm().item(), rel=1e-5)
+    with torch.no_grad():
+        model.eval()
+        at_end = F.cross_entropy(model(x), y).item()
+        for w, a in zip(model.parameters(), w0):
+            w.copy_(a)
+        at_start = F.cross_entropy(model(x), y).item()
+    row = SURFACE_BETAS.index(0.0)
+    assert surface["loss"][row][SURFACE_ALPHAS.index(1.0)] == pytest.approx(at_end, rel=1e-4)
+    assert surface["loss"][row][SURFACE_ALPHAS.index(0.0)] == pytest.approx(at_start, rel=1e-4)
+    placed = surface_with_path([(3, json.dumps(surface).encode())], sketches)
+    assert placed.epochs == [0, 1, 2, 3] and tuple(placed.path[0]) == (0.0, 0.0)
+    assert placed.path[-1] == pytest.approx([1.0, 0.0], abs=0.1), "the last epoch lands near (1, 0)"

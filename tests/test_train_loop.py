@@ -244,6 +244,7 @@ def test_run_reports_its_path_sketch_every_epoch_and_flatness_when_measured(data
     measured = [3] if every == 0 else [2, 3]
     assert sorted(sink.artifacts) == [1, 2, 3]
     assert [e for e, a in sink.artifacts.items() if "loss_profile" in a] == measured
+    assert [e for e, a in sink.artifacts.items() if "loss_surface" in a] == [3]
     assert [m.epoch for m in sink.epochs if m.sharpness is not None] == measured
     for m in sink.epochs:
         assert (m.adaptive_sharpness is None) == (m.lambda_max is None) == (m.epoch not in measured)

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.colors import qualitative
 
-from asam_core.runs.analysis import LossProfile, SharedPlane, loss_profiles, shared_planes
+from asam_core.runs.analysis import LossProfile, LossSurface, SharedPlane, loss_profiles, loss_surface, shared_planes
 from asam_core.runs.reports import run_name
 from asam_core.runs.seed_groups import group_rows, groups_csv, seed_groups
 from asam_core.runs.store import RunRecord, RunStore
@@ -116,6 +116,7 @@ def show_flatness(store: RunStore, runs: Sequence[RunRecord], metrics: Sequence[
         return
     if profiles:
         st.plotly_chart(profile_figure(profiles, by_id), key="cifar_profiles")
+    show_surface(store, runs)
     if rows:
         st.dataframe(rows, hide_index=True, key="cifar_flatness", column_config={
             title: st.column_config.NumberColumn(format="%.4g") for title in FLATNESS_COLUMNS.values()})
@@ -134,3 +135,41 @@ def show_seed_groups(runs: Sequence[RunRecord], metrics: Sequence[Mapping]) -> N
                "as the SAM paper reports its results (asam_core.runs.seed_groups).")
     st.download_button("Download grouped table (CSV)", groups_csv(groups), key="cifar_groups_csv",
                        file_name="cifar_seed_groups.csv", mime="text/csv", on_click="ignore")
+
+
+def surface_figure(surface: LossSurface, run: RunRecord) -> go.Figure:
+    """The loss around one run's path (contours) with the path on top: w0 at (0, 0), the trained weights at (1, 0)."""
+    color = run_color(run.id)
+    fig = go.Figure(go.Contour(
+        x=surface.alpha, y=surface.beta, z=surface.loss, colorscale="Viridis", ncontours=24,
+        colorbar=dict(title="loss"), contours=dict(showlabels=True, labelfont=dict(size=11, color="white")),
+        hovertemplate="a %{x:.2f}<br>b %{y:.2f}<br>loss %{z:.3g}<extra></extra>",
+    ))
+    fig.add_trace(go.Scatter(
+        x=surface.path[:, 0].tolist(), y=surface.path[:, 1].tolist(), mode="lines+markers", name=run_name(run),
+        customdata=surface.epochs, line=dict(color="white", width=4), marker=dict(size=7, color=color),
+        hovertemplate="epoch %{customdata}<extra></extra>",
+    ))
+    fig.add_trace(go.Scatter(x=[0.0], y=[0.0], mode="markers+text", text=["w₀"], textposition="bottom left",
+                             marker=dict(color="black", size=12, symbol="x"), name="w₀", textfont=dict(color="white")))
+    fig.update_layout(
+        title=f"Loss around {run_name(run)}: the plane of its path w₀ → w (length {surface.length:.3g})",
+        height=480, xaxis_title="a: along w − w₀ (units of |w − w₀|)",
+        yaxis_title="b: random filter-normalized direction ⟂ (same units)", legend=dict(orientation="h", y=-0.22),
+        margin=dict(t=50),
+    )
+    return fig
+
+
+def show_surface(store: RunStore, runs: Sequence[RunRecord]) -> None:
+    ids = [run.id for run in runs]
+    surfaces = store.artifacts(ids, "loss_surface")
+    if not surfaces:
+        return
+    by_id = {run.id: run for run in runs}
+    chosen = st.selectbox("Loss surface around run", list(surfaces), key="cifar_surface_run",
+                          format_func=lambda i: run_name(by_id[i]))
+    surface = loss_surface(surfaces[chosen], store.artifacts([chosen], "path_sketch").get(chosen, []))
+    st.plotly_chart(surface_figure(surface, by_id[chosen]), key="cifar_surface")
+    st.caption("Measured once at the end of the run on the fixed 128 training images (asam_core.train.flatness): "
+               "every epoch of the path is placed on this plane through its sketch (accurate to about 2%).")

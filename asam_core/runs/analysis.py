@@ -78,3 +78,30 @@ def loss_profiles(profiles: Mapping[int, Sequence[tuple[int, bytes]]]) -> dict[i
             value = json.loads(data)
             found[run_id] = LossProfile(epoch, value["t"], value["loss"], value.get("seconds", 0.0))
     return found
+
+
+@dataclass(frozen=True)
+class LossSurface:
+    """A run's loss around its path (asam_core.train.flatness.loss_surface): loss[j][i] at
+    (alpha[i], beta[j]) in units of |w_T - w0|, and the run's path on that plane, path[t] = (a_t, b_t)
+    for epochs[t] (epoch 0 = w0 = (0, 0); the last epoch near (1, 0), to the sketch's accuracy)."""
+
+    alpha: list[float]
+    beta: list[float]
+    loss: list[list[float]]
+    length: float
+    epochs: list[int]
+    path: np.ndarray
+
+
+def loss_surface(surfaces: Sequence[tuple[int, bytes]], sketches: Sequence[tuple[int, bytes]]) -> LossSurface | None:
+    """A run's last stored loss surface with its path projected from the epoch sketches:
+    a_t = <S(w_t - w0), S e1> / |w_T - w0|, b_t = <S(w_t - w0), S e2> / |w_T - w0|."""
+    if not surfaces:
+        return None
+    value = json.loads(surfaces[-1][1])
+    axes = np.stack([np.asarray(value["axis1"]), np.asarray(value["axis2"])]).T
+    points = np.stack([np.frombuffer(data, dtype=np.float32) for _, data in sketches]).astype(np.float64)
+    path = np.vstack([np.zeros((1, 2)), points @ axes / max(value["length"], 1e-12)])
+    return LossSurface(value["alpha"], value["beta"], value["loss"], value["length"],
+                       [0] + [epoch for epoch, _ in sketches], path)

@@ -7,6 +7,11 @@ asam_core.sharpness (what SAM and ASAM are about):
     lambda_max          the Hessian's top eigenvalue                              SAM Section 4.2
     profile             L(w + t d_j), t in PROFILE_T, for PROFILE_DIRECTIONS filter-normalized
                         random directions d_j (Li et al. 2018), the same for every run of a model
+    loss_surface        L(w0 + a e1 + b e2) on the plane through the initial weights w0 spanned by
+                        e1 = (w - w0) / |w - w0| and e2, a filter-normalized random direction made
+                        orthogonal to e1 and of unit length; a, b in units of |w - w0| (the run's
+                        path from a = 0 to a = 1), with the sketches S e1, S e2 that place every
+                        epoch of the path on it (asam_core.runs.analysis.surface_path)
 
 rho_SAM and rho_ASAM are the registry's defaults for the dataset (the papers' CIFAR values) for
 every run, so SGD, SAM and ASAM models are measured in the same regions.  L is plain cross-entropy
@@ -25,8 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from asam_core.methods import METHODS
-from asam_core.sharpness import filter_normalized_directions, hessian_top_eigenvalue, loss_profile, sharpness
+from asam_core.sharpness import filter_normalized_directions, hessian_top_eigenvalue, loss_grid, loss_profile, sharpness
 from asam_core.train.data import CifarData, normalize
+from asam_core.train.path_sketch import PathSketch
 
 FLATNESS_EXAMPLES = 128
 PROFILE_T: tuple[float, ...] = tuple(round(-1.0 + 0.2 * i, 1) for i in range(11))
@@ -67,6 +73,43 @@ def measure_flatness(
                          restarts=0)
     lam = hessian_top_eigenvalue(model, F.cross_entropy, batches, iters=HESSIAN_ITERS, tol=1e-3)
     params = [w for w in model.parameters() if w.requires_grad]
-    directions = filter_normalized_directions(params, PROFILE_DIRECTIONS, torch.Generator().manual_seed(_SEED + model_seed))
+    generator = torch.Generator().manual_seed(_SEED + model_seed)
+    directions = filter_normalized_directions(params, PROFILE_DIRECTIONS, generator)
     profile = loss_profile(model, F.cross_entropy, batches, directions, PROFILE_T)
     return Flatness(plain.value, adaptive.value, lam, tuple(tuple(row) for row in profile), time.perf_counter() - began)
+
+
+SURFACE_ALPHAS: tuple[float, ...] = tuple(round(-0.25 + 0.125 * i, 3) for i in range(13))  # 0 and 1: w0 and w
+SURFACE_BETAS: tuple[float, ...] = tuple(round(-0.5 + 0.125 * i, 3) for i in range(9))
+
+
+def _unflatten(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
+    parts, start = [], 0
+    for w in like:
+        parts.append(flat[start:start + w.numel()].view_as(w))
+        start += w.numel()
+    return parts
+
+
+def loss_surface(
+    model: nn.Module, batches: list[tuple[Tensor, Tensor]], sketch: PathSketch, model_seed: int = 0
+) -> dict:
+    """The loss_surface of the module docstring as a JSON-ready dict: alpha, beta (grid axes),
+    loss[j][i] = L(w0 + alpha[i] e1 + beta[j] e2) (plain cross-entropy, eval mode, weights restored
+    exactly); length = |w - w0|; axis1, axis2 = S e1, S e2 (``sketch``: the run's PathSketch, whose
+    origin is w0).  Every parameter of the model must be trainable (as in the CIFAR models)."""
+    params = list(model.parameters())
+    w = torch.cat([p.detach().reshape(-1).float().cpu() for p in params])
+    u = (w - sketch.origin).double()
+    length = float(u.norm())
+    e1 = u / length if length > 0 else torch.zeros_like(u)
+    generator = torch.Generator().manual_seed(_SEED + 7919 + model_seed)
+    v = torch.cat([d.reshape(-1) for d in filter_normalized_directions(params, 1, generator)[0]]).double()
+    v -= (v @ e1) * e1
+    e2 = v / v.norm().clamp_min(1e-300)
+    scale = max(length, 1e-12)
+    directions = (_unflatten((e1 * scale).float(), params), _unflatten((e2 * scale).float(), params))
+    grid = loss_grid(model, F.cross_entropy, batches, directions, SURFACE_ALPHAS, SURFACE_BETAS,
+                     center=_unflatten(sketch.origin, params))
+    return {"alpha": list(SURFACE_ALPHAS), "beta": list(SURFACE_BETAS), "loss": grid, "length": length,
+            "axis1": sketch.sketch(e1.float()).tolist(), "axis2": sketch.sketch(e2.float()).tolist()}

@@ -36,7 +36,7 @@ from asam_core.step import training_step
 from asam_core.train.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from asam_core.train.config import RunConfig
 from asam_core.train.data import CifarData, DataUnavailable, load_cifar, steps_per_epoch, test_batches, train_batches
-from asam_core.train.flatness import PROFILE_T, Flatness, flatness_batch, measure_flatness
+from asam_core.train.flatness import PROFILE_T, Flatness, flatness_batch, loss_surface, measure_flatness
 from asam_core.train.metrics import EpochMetrics
 from asam_core.train.path_sketch import PathSketch
 from asam_core.train.models import build_model
@@ -71,8 +71,9 @@ class TrainSink(Protocol):
 
     # Optional: a sink that keeps the run's artifacts also defines
     # on_artifacts(epoch: int, artifacts: dict[str, bytes]), called after on_epoch with
-    # "path_sketch" (float32 bytes, asam_core.train.path_sketch) every epoch and "loss_profile"
-    # (JSON: {"t": [...], "loss": [[...], ...]}) on epochs where flatness was measured.
+    # "path_sketch" (float32 bytes, asam_core.train.path_sketch) every epoch, "loss_profile"
+    # (JSON: {"t": [...], "loss": [[...], ...]}) on epochs where flatness was measured, and
+    # "loss_surface" (JSON, asam_core.train.flatness.loss_surface) on the last epoch.
 
 
 def resolve_device(name: str) -> torch.device:
@@ -269,6 +270,9 @@ def train(config: RunConfig, sink: TrainSink, checkpoint_dir: Path, resume: bool
                             lambda_max=flat.lambda_max)
             artifacts["loss_profile"] = json.dumps({"t": PROFILE_T, "loss": flat.profile,
                                                     "seconds": flat.seconds}).encode()
+        if epoch == config.epochs:
+            surface = loss_surface(run.model, flatness_batch(data), run.sketch, config.seed)
+            artifacts["loss_surface"] = json.dumps(surface).encode()
         last = EpochMetrics(epoch=epoch, train_loss=train_loss, train_acc=correct.item() / seen, test_loss=test_loss,
                             test_acc=test_acc, lr=run.last_lr, seconds=time.perf_counter() - began,
                             traj_x=traj_x, traj_y=traj_y, **measured)
