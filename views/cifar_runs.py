@@ -14,6 +14,7 @@ import streamlit as st
 from pydantic import ValidationError
 from streamlit.delta_generator import DeltaGenerator
 
+from asam_core.methods import METHODS
 from asam_core.runs import reports, resources
 from asam_core.runs.launcher import ensure_worker
 from asam_core.runs.store import RunRecord, RunStore, StoreError, StoreGone, default_root, this_host
@@ -176,13 +177,13 @@ if "cifar_preset" not in st.session_state:
 st.subheader("Start a run")
 left, right = st.columns([2, 3])
 left.selectbox("Preset", list(PRESETS), key="cifar_preset", on_change=load_preset)
-members = [config.optimizer.upper() for config in PRESETS[st.session_state.cifar_preset]]
+members = [METHODS[config.optimizer].title for config in PRESETS[st.session_state.cifar_preset]]
 left.radio("Optimizer of the preset", range(len(members)), key="cifar_member", on_change=load_preset,
            horizontal=True, format_func=members.__getitem__)
 right.caption(PRESET_DESCRIPTIONS[st.session_state.cifar_preset])
 preset_estimates = [resources.estimate(c, history()) for c in PRESETS[st.session_state.cifar_preset]]
 right.caption("Estimated per run here: " + "; ".join(
-    f"{c.optimizer.upper()} {resources.summary(e)}" for c, e in zip(PRESETS[st.session_state.cifar_preset], preset_estimates)))
+    f"{METHODS[c.optimizer].title} {resources.summary(e)}" for c, e in zip(PRESETS[st.session_state.cifar_preset], preset_estimates)))
 owner = left.text_input("Your name", key="cifar_owner", placeholder="anonymous",
                         help="Shown as the owner of the runs you queue.")
 left.number_input("Repeat with N seeds", 1, MAX_SEEDS, key="cifar_seeds", step=1,

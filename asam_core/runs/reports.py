@@ -14,6 +14,7 @@ import time
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
+from asam_core.methods import METHODS
 from asam_core.runs.store import RunRecord
 from asam_core.train.metrics import METRIC_FIELDS
 
@@ -41,8 +42,9 @@ def run_name(run: RunRecord) -> str:
     c = run.config
     if c is None:
         return f"#{run.id} (invalid config)"
-    sharpness = f" rho={c.rho:g}" if c.optimizer != "sgd" else ""
-    return f"#{run.id} {c.optimizer.upper()}{sharpness} {c.model}" + (f" · {c.label}" if c.label else "")
+    entry = METHODS[c.optimizer]
+    sharpness = f" rho={c.rho:g}" if entry.sharpness_aware else ""
+    return f"#{run.id} {entry.title}{sharpness} {c.model}" + (f" · {c.label}" if c.label else "")
 
 
 def run_rows(runs: Sequence[RunRecord], best_test_acc: Mapping[int, float], now: float | None = None
@@ -56,8 +58,8 @@ def run_rows(runs: Sequence[RunRecord], best_test_acc: Mapping[int, float], now:
             "label": c.label if c else "",
             "status": status_text(run, now),
             "progress": run.progress,
-            "optimizer": c.optimizer.upper() if c else None,
-            "rho": c.rho if c and c.optimizer != "sgd" else None,
+            "optimizer": METHODS[c.optimizer].title if c else None,
+            "rho": c.rho if c and METHODS[c.optimizer].sharpness_aware else None,
             "model": c.model if c else None,
             "epochs": c.epochs if c else None,
             "best test acc (%)": None if best is None else 100.0 * best,

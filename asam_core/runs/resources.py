@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from asam_core.methods import METHODS
 from asam_core.train.config import RunConfig
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ def train_images(config: RunConfig) -> int:
 def peak_bytes(config: RunConfig, device: str) -> int:
     """The run's estimated peak memory on ``device`` (see the module docstring)."""
     p = profile(config.model, CIFAR_CLASSES[config.dataset])
-    copies = 3 if config.optimizer == "sgd" else 5
+    copies = 5 if METHODS[config.optimizer].sharpness_aware else 3
     per_pass = min(config.batch_size, config.m or config.batch_size)
     activations = ACTIVATION_FACTOR * p.activations_per_image * per_pass * 4
     data = (train_images(config) + CIFAR_TEST_IMAGES) * IMAGE_BYTES * (2 if device == "cpu" else 1)
@@ -135,7 +136,7 @@ def memory_limit(device: str) -> int | None:
 def work(config: RunConfig) -> float:
     """Multiply-accumulates of the whole run (training and evaluation)."""
     p = profile(config.model, CIFAR_CLASSES[config.dataset])
-    passes = 1 if config.optimizer == "sgd" else 2
+    passes = 2 if METHODS[config.optimizer].sharpness_aware else 1
     per_epoch = 3 * passes * p.macs_per_image * train_images(config)
     evaluations = math.ceil(config.epochs / config.eval_every_epochs)
     return per_epoch * config.epochs + evaluations * p.macs_per_image * CIFAR_TEST_IMAGES
