@@ -1,6 +1,7 @@
 """asam_core.train.flatness: the flatness of a trained model, measured without disturbing it."""
 import pytest
 import torch
+from small_nets import batch, small_net
 from torch import nn
 from torch.nn import functional as F
 
@@ -9,11 +10,8 @@ from asam_core.train.flatness import ASCENT_STEPS, HESSIAN_ITERS, PROFILE_T, mea
 
 
 def tiny_trained_net() -> tuple[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
-                          nn.Flatten(), nn.Linear(16, 3))
-    gen = torch.Generator().manual_seed(1)
-    x, y = torch.randn(32, 3, 6, 6, generator=gen), torch.randint(0, 3, (32,), generator=gen)
+    model = small_net()
+    x, y = batch(1, n=32)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     for _ in range(20):
         opt.zero_grad()
@@ -82,13 +80,10 @@ def test_loss_surface_spans_the_runs_path_and_places_its_epochs_on_it():
     from asam_core.train.flatness import SURFACE_ALPHAS, SURFACE_BETAS, loss_surface
     from asam_core.train.path_sketch import PathSketch
 
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
-                          nn.Flatten(), nn.Linear(16, 3))
+    model = small_net()
     sketch = PathSketch(model.parameters())
     w0 = [w.detach().clone() for w in model.parameters()]
-    gen = torch.Generator().manual_seed(1)
-    x, y = torch.randn(32, 3, 6, 6, generator=gen), torch.randint(0, 3, (32,), generator=gen)
+    x, y = batch(1, n=32)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     sketches = []
     for epoch in range(1, 4):

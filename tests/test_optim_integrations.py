@@ -6,24 +6,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from small_nets import batch, params_of, small_net
+
 from asam_core import ASAM, SAM, frozen_batchnorm_stats, param_groups_for, sharpness_aware_step
 from asam_core.sharpness import region_parameters
-
-
-def small_net(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 3)
-    )
-
-
-def batch(seed: int = 0, n: int = 24):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 3, 6, 6, generator=gen), torch.randint(0, 3, (n,), generator=gen)
-
-
-def params_of(model: nn.Module) -> list[torch.Tensor]:
-    return [p.detach().clone() for p in model.parameters()]
 
 
 def assert_params_close(a: nn.Module, b: nn.Module, rtol: float = 1e-5, atol: float = 1e-6) -> None:
