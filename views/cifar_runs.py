@@ -19,7 +19,8 @@ from asam_core.runs import reports, resources
 from asam_core.runs.launcher import ensure_worker
 from asam_core.runs.store import RunRecord, RunStore, StoreError, StoreGone, default_root, this_host
 from asam_core.train.config import (
-    MAX_SEEDS, PRESET_DESCRIPTIONS, PRESETS, RunConfig, find_preset, format_validation_error, with_seeds,
+    MAX_SEEDS, PRESET_DESCRIPTIONS, PRESET_MEASURED, PRESETS, RunConfig, find_preset, format_validation_error,
+    with_seeds,
 )
 from asam_core.train.data import DataUnavailable, data_status
 from views import cifar_analysis as analysis
@@ -181,6 +182,7 @@ members = [METHODS[config.optimizer].title for config in PRESETS[st.session_stat
 left.radio("Optimizer of the preset", range(len(members)), key="cifar_member", on_change=load_preset,
            horizontal=True, format_func=members.__getitem__)
 right.caption(PRESET_DESCRIPTIONS[st.session_state.cifar_preset])
+right.caption(PRESET_MEASURED[st.session_state.cifar_preset])
 preset_estimates = [resources.estimate(c, history()) for c in PRESETS[st.session_state.cifar_preset]]
 right.caption("Estimated per run here: " + "; ".join(
     f"{METHODS[c.optimizer].title} {resources.summary(e)}" for c, e in zip(PRESETS[st.session_state.cifar_preset], preset_estimates)))

@@ -47,7 +47,8 @@ from asam_core.runs.store import (
 )
 from asam_core.train.checkpoint import CHECKPOINT_NAME
 from asam_core.train.config import (
-    PRESET_DESCRIPTIONS, PRESETS, RunConfig, echo, find_preset, format_validation_error, with_seeds,
+    PRESET_DESCRIPTIONS, PRESET_MEASURED, PRESETS, RunConfig, echo, find_preset, format_validation_error,
+    with_seeds,
 )
 from asam_core.train.metrics import METRIC_FIELDS, EpochMetrics
 from asam_core.train.progress import ProgressBar
@@ -261,7 +262,8 @@ def _run_command(args: argparse.Namespace) -> int:
     elif len(options_list) == 1:
         dirs = [args.out]
     else:
-        dirs = [args.out / ((c.label or c.optimizer).lower() + (f"-seed{c.seed}" if args.seeds else "")) for c in configs]
+        dirs = [args.out / ((c.label or c.optimizer).lower() + (f"-seed{c.seed}" if args.seeds else ""))
+                for c in configs]
     if len(set(dirs)) != len(dirs):
         raise UsageError("two runs would share an output folder; give them different labels")
     if not args.resume:
@@ -288,7 +290,8 @@ def add_run_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "run", help="train in the foreground",
         description="Train CIFAR runs in the foreground. Presets:\n\n" + "\n\n".join(
-            textwrap.fill(f"'{name}': {text}", 100, initial_indent="  ", subsequent_indent="    ")
+            textwrap.fill(f"'{name}': {text} {PRESET_MEASURED[name]}", 100, initial_indent="  ",
+                          subsequent_indent="    ")
             for name, text in PRESET_DESCRIPTIONS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_options(parser)
