@@ -1,7 +1,8 @@
 """Search for a CPU setting where SAM and ASAM visibly beat SGD (CIFAR-10 with label noise, SAM
 Section 3.3 / ASAM Table 6, scaled down): trains SGD, SAM and ASAM of a candidate setting for each
 seed with ``asam_core.train.train`` and prints, per run, the final clean test accuracy, the training
-accuracy on the noisy labels and the wall time; appends every result to benchmarks/out/search.jsonl.
+accuracy on the noisy labels, the flatness measured at the end (sharpness, adaptive sharpness,
+lambda_max) and the wall time; appends every result to benchmarks/out/search.jsonl.
 
 Usage: python -m benchmarks.label_noise_search --data-dir DIR --setting NAME [--seeds 0,1,2] [--threads 1]
        python -m benchmarks.label_noise_search --list
@@ -29,6 +30,7 @@ SETTINGS: dict[str, dict] = {
     "n250-noise40-e50-aug": dict(subset_per_class=250, label_noise=0.4, epochs=50, lr=0.05, augment=True),
 }
 OUT = Path(__file__).resolve().parent / "out" / "search.jsonl"
+REPORTED = ("test_acc", "train_acc", "sharpness", "adaptive_sharpness", "lambda_max")
 
 
 class Recorder:
@@ -75,9 +77,9 @@ def main() -> None:
             sink, began = Recorder(), time.perf_counter()
             with TemporaryDirectory() as folder:
                 result = train(config, sink, Path(folder), resume=False)
+            last = sink.last
             row = dict(setting=args.setting, optimizer=config.optimizer, seed=seed, rho=config.rho, status=result.status,
-                       test_acc=sink.last.test_acc if sink.last else None,
-                       train_acc=sink.last.train_acc if sink.last else None,
+                       **{f: getattr(last, f) if last else None for f in REPORTED},
                        seconds=round(time.perf_counter() - began, 1), threads=args.threads)
             print(json.dumps(row), flush=True)
             with open(OUT, "a") as f:
