@@ -1,17 +1,23 @@
-"""A class on one server: N concurrent browser sessions move sliders on the toy pages.
+"""A class on one server: N concurrent sessions move sliders on the toy pages.
 
-One ``streamlit run app.py`` server; N browser contexts (one Streamlit session each) in one headless
-Chromium.  The sessions are spread over the toy pages (regions, trajectories, scale invariance,
-noisy labels) and all start from the page's default preset, as a class following the teacher
-would, so shared results come from st.cache_data.  After every page has loaded, each session moves
-one of its page's sliders one step (left or right at random) every 1-3 s for ``--seconds`` and
-measures input -> idle as benchmarks/page_latency.py does (the last DOM change, the script done).
+One ``streamlit run app.py`` server and N sessions, spread over the toy pages (regions,
+trajectories, scale invariance, noisy labels), all starting from the page's default preset as a
+class following the teacher would (shared results come from st.cache_data).  After every
+session's page has loaded, each moves one of its page's sliders every 1-3 s for ``--seconds``.
 
-Prints, per N: moves, p50 / p95 / max latency, errors (an exception box, a move that never goes
-idle within 30 s, a websocket that closes: a dropped session) and the server's peak resident
-memory.  Note that the N browser tabs render their plotly figures on the same cores as the server.
+Two kinds of student:
+  * ``--client ws`` (default): a Streamlit websocket client, what a browser tab sends and receives
+    without drawing anything (each student's own laptop draws the figures).  Latency: the widget
+    change sent -> the script-finished message received (the rerun, its figures serialized and
+    transferred).  A move picks a value from a few per slider, so students share results.
+  * ``--client browser``: one headless Chromium context per student; latency is input -> idle as
+    in benchmarks/page_latency.py.  On a 2-core machine the N tabs drawing plotly figures compete
+    with the server for the same cores, so this measures the machine more than the server.
 
-Usage: python -m benchmarks.classroom_load [--sessions 1,5,10,20] [--seconds 60]
+Prints, per N: moves, p50 / p95 / max latency, errors (an exception, a move that does not finish
+within 30 s, a closed websocket: a dropped session) and the server's peak resident memory.
+
+Usage: python -m benchmarks.classroom_load [--sessions 1,5,10,20] [--seconds 60] [--client ws|browser]
 """
 from __future__ import annotations
 
@@ -25,7 +31,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import websockets
 from playwright.async_api import Browser, async_playwright
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.proto.WidgetStates_pb2 import WidgetState
 
 from benchmarks.page_latency import QUIET_MS, _OBSERVE, percentile
 from tests.conftest import CHROMIUM, PAGE_RUN_TIMEOUT_MS, running_app
@@ -37,6 +47,13 @@ PAGES = {  # page path -> slider keys a student moves
     "trajectories": ["traj_lr", "traj_rho", "traj_eta", "traj_momentum"],
     "scale_invariance": ["si_a", "si_rho"],
     "noisy_labels": ["nl_snapshot"],
+}
+
+
+VALUES = {  # slider key -> the values a student picks from (select sliders: option indices)
+    "regions_a": [2.0, 2.5, 3.0, 3.5, 4.0], "regions_rho": [0.2, 0.3, 0.4, 0.5], "regions_eta": [0.0, 0.05, 0.1],
+    "traj_lr": [0.004, 0.005, 0.006, 0.008], "traj_rho": [0.03, 0.05, 0.08, 0.1], "traj_eta": [0.0, 0.01, 0.02],
+    "traj_momentum": [0.0, 0.5, 0.9], "si_a": [10, 20, 30, 40], "si_rho": [0.03, 0.05, 0.1], "nl_snapshot": [0, 4, 8],
 }
 
 
@@ -118,6 +135,71 @@ async def student(browser: Browser, url: str, path: str, seconds: float, start: 
     await context.close()
 
 
+class Session:
+    """A Streamlit websocket client on one page: runs the script and remembers the widget ids."""
+
+    def __init__(self, socket, page: str):
+        self.socket, self.page, self.ids, self.states = socket, page, {}, {}
+
+    async def rerun(self) -> None:
+        """Send a rerun with every widget value moved so far; return when the script finished."""
+        message = BackMsg()
+        message.rerun_script.page_name = self.page
+        message.rerun_script.widget_states.widgets.extend(self.states.values())
+        await self.socket.send(message.SerializeToString())
+        while True:
+            incoming = ForwardMsg()
+            incoming.ParseFromString(await asyncio.wait_for(self.socket.recv(), MOVE_TIMEOUT_S))
+            if incoming.WhichOneof("type") == "delta" and incoming.delta.WhichOneof("type") == "new_element":
+                element = incoming.delta.new_element
+                kind = element.WhichOneof("type")
+                if kind == "exception":
+                    raise RuntimeError(f"exception: {element.exception.message[:60]}")
+                widget_id = getattr(getattr(element, kind), "id", "")
+                if isinstance(widget_id, str) and widget_id:
+                    self.ids[widget_id.rsplit("-", 1)[-1]] = widget_id
+            if incoming.WhichOneof("type") == "script_finished":
+                return
+
+    def move(self, key: str, value: float) -> None:
+        state = WidgetState(id=self.ids[key])
+        state.double_array_value.data.append(value)
+        self.states[key] = state
+
+
+async def ws_student(url: str, path: str, seconds: float, start: asyncio.Event, ready: list[str], tally: Tally,
+                     seed: int) -> None:
+    """One websocket session: load ``path``, wait for the class, then move sliders for ``seconds``."""
+    rng = random.Random(seed)
+    try:
+        socket = await websockets.connect(url.replace("http", "ws", 1) + "/_stcore/stream", subprotocols=["streamlit"],
+                                          max_size=None, open_timeout=PAGE_RUN_TIMEOUT_MS / 1000)
+        session = Session(socket, path)
+        await asyncio.wait_for(session.rerun(), PAGE_RUN_TIMEOUT_MS / 1000)
+    except Exception as error:
+        tally.errors.append(f"{path}: did not load ({type(error).__name__})")
+        ready.append(path)
+        return
+    ready.append(path)
+    await start.wait()
+    deadline = time.monotonic() + seconds
+    async with socket:
+        while time.monotonic() < deadline:
+            await asyncio.sleep(rng.uniform(1.0, 3.0))
+            key = rng.choice(PAGES[path])
+            session.move(key, rng.choice(VALUES[key]))
+            began = time.perf_counter()
+            try:
+                await session.rerun()
+            except websockets.ConnectionClosed:
+                tally.errors.append(f"{path}: websocket closed (session dropped)")
+                return
+            except Exception as error:
+                tally.errors.append(f"{path}/{key}: {type(error).__name__} {error}")
+                continue
+            tally.latencies.append(1000 * (time.perf_counter() - began))
+
+
 async def idle(page, began: float) -> float:
     """Milliseconds from ``began`` to the last DOM change once the page is idle (a move to a value
     the slider already has, at either end, changes nothing and counts as 0)."""
@@ -136,12 +218,20 @@ async def idle(page, began: float) -> float:
             raise TimeoutError("never idle")
 
 
-async def classroom(url: str, sessions: int, seconds: float, seed: int) -> Tally:
+async def classroom(url: str, sessions: int, seconds: float, seed: int, client: str) -> Tally:
     tally, ready = Tally(), []
     start = asyncio.Event()
+    paths = [list(PAGES)[i % len(PAGES)] for i in range(sessions)]
+    if client == "ws":
+        tasks = [asyncio.create_task(ws_student(url, path, seconds, start, ready, tally, seed + i))
+                 for i, path in enumerate(paths)]
+        while len(ready) < sessions:
+            await asyncio.sleep(0.5)
+        start.set()
+        await asyncio.gather(*tasks)
+        return tally
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox"])
-        paths = [list(PAGES)[i % len(PAGES)] for i in range(sessions)]
         tasks = [asyncio.create_task(student(browser, url, path, seconds, start, ready, tally, seed + i))
                  for i, path in enumerate(paths)]
         while len(ready) < sessions:
@@ -157,14 +247,16 @@ def main() -> None:
     parser.add_argument("--sessions", default="1,5,10,20")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--client", choices=("ws", "browser"), default="ws")
     args = parser.parse_args()
-    print(f"load average before: {os.getloadavg()[0]:.2f}; {args.seconds:g} s of slider moves per session")
+    print(f"load average before: {os.getloadavg()[0]:.2f}; {args.client} clients, {args.seconds:g} s of slider moves "
+          "per session; latencies in ms")
     print(f"{'N':>3} {'moves':>6} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} {'errors':>6} {'server MB':>10}")
     for count in (int(n) for n in args.sessions.split(",")):
         with running_app(f"classroom_{count}.log") as url:
             watch = MemoryWatch(server_pid(int(url.rsplit(":", 1)[1])))
             watch.start()
-            tally = asyncio.run(classroom(url, count, args.seconds, args.seed))
+            tally = asyncio.run(classroom(url, count, args.seconds, args.seed, args.client))
             watch.stop.set()
             watch.join()
         moved = [ms for ms in tally.latencies if ms > 0] or [0.0]

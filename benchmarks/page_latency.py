@@ -74,10 +74,10 @@ class Sample:
 
 PAGES: dict[str, tuple[str, list[Control]]] = {
     "regions": ("regions", [Control("regions_a", "a"), Control("regions_rho", "ρ"), Control("regions_eta", "η")]),
+    "playback": ("trajectories", [Control("playback", "play-back")]),
     "trajectories": ("trajectories", [
         Control("traj_lr", "learning rate α"), Control("traj_rho", "ρ"), Control("traj_eta", "η"),
         Control("traj_momentum", "momentum"), Control("traj_steps", "steps"), Control("traj_map_steps", "map steps"),
-        Control("playback", "play-back"),
     ]),
     "scale_invariance": ("scale_invariance", [Control("si_a|si_log_a", "a"), Control("si_rho", "ρ")]),
     "noisy_labels": ("noisy_labels", [Control("nl_seed", "seed (retrain, quick preset)"),
@@ -121,12 +121,14 @@ class Browser:
         page = self.page
         rail = page.locator(".st-key-traj_paths .slider-rail-rect")
         if rail.count():
+            rail.first.scroll_into_view_if_needed()
             box = rail.first.bounding_box()
             x = box["x"] + box["width"] * (0.15 + 0.11 * (turn % 8))
             self._clicked_at = page.evaluate("() => performance.now()")
             page.mouse.click(x, box["y"] + box["height"] / 2)
             return
         thumb = page.locator(".st-key-traj_step input[type=range]").first
+        thumb.scroll_into_view_if_needed()
         thumb.focus()
         self._clicked_at = page.evaluate("() => performance.now()")
         page.keyboard.press("ArrowLeft")
