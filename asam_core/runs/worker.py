@@ -75,7 +75,6 @@ class _Job:
     log_path: Path
     log_offset: int
     stop_asked: float | None = None  # monotonic time the run was asked to stop (cancel, lost lease, shutdown)
-    terminated: bool = False
     lost: bool = False
     outcome_pending: bool = False
     signals: list[int] = field(default_factory=list)
