@@ -78,8 +78,8 @@ def main() -> None:
             with TemporaryDirectory() as folder:
                 result = train(config, sink, Path(folder), resume=False)
             last = sink.last
-            row = dict(setting=args.setting, optimizer=config.optimizer, seed=seed, rho=config.rho, status=result.status,
-                       **{f: getattr(last, f) if last else None for f in REPORTED},
+            row = dict(setting=args.setting, optimizer=config.optimizer, seed=seed, rho=config.rho,
+                       status=result.status, **{f: getattr(last, f) if last else None for f in REPORTED},
                        seconds=round(time.perf_counter() - began, 1), threads=args.threads)
             print(json.dumps(row), flush=True)
             with open(OUT, "a") as f:
