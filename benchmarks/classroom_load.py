@@ -50,11 +50,12 @@ PAGES = {  # page path -> slider keys a student moves
 }
 
 
-VALUES = {  # slider key -> the values a student picks from (select sliders: option indices)
+VALUES = {  # slider key -> the values a student picks from
     "regions_a": [2.0, 2.5, 3.0, 3.5, 4.0], "regions_rho": [0.2, 0.3, 0.4, 0.5], "regions_eta": [0.0, 0.05, 0.1],
     "traj_lr": [0.004, 0.005, 0.006, 0.008], "traj_rho": [0.03, 0.05, 0.08, 0.1], "traj_eta": [0.0, 0.01, 0.02],
-    "traj_momentum": [0.0, 0.5, 0.9], "si_a": [10, 20, 30, 40], "si_rho": [0.03, 0.05, 0.1], "nl_snapshot": [0, 4, 8],
+    "traj_momentum": [0.0, 0.5, 0.9], "si_a": [0.316, 1.0, 3.16, 10.0], "si_rho": [0.03, 0.05, 0.1], "nl_snapshot": [0, 500, 1000],
 }
+SELECT_SLIDERS = {"si_a", "nl_snapshot"}  # st.select_slider: the option's text is the state
 
 
 @dataclass
@@ -163,7 +164,10 @@ class Session:
 
     def move(self, key: str, value: float) -> None:
         state = WidgetState(id=self.ids[key])
-        state.double_array_value.data.append(value)
+        if key in SELECT_SLIDERS:
+            state.string_array_value.data.append(str(value))
+        else:
+            state.double_array_value.data.append(value)
         self.states[key] = state
 
 

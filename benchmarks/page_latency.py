@@ -61,6 +61,7 @@ class Control:
 
     key: str
     label: str
+    press: str = "ArrowRight"  # ArrowLeft for a slider that starts at its maximum
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,8 @@ PAGES: dict[str, tuple[str, list[Control]]] = {
         Control("traj_momentum", "momentum"), Control("traj_steps", "steps"), Control("traj_map_steps", "map steps"),
     ]),
     "scale_invariance": ("scale_invariance", [Control("si_a|si_log_a", "a"), Control("si_rho", "ρ")]),
-    "noisy_labels": ("noisy_labels", [Control("nl_seed", "seed (retrain, quick preset)"),
-                                      Control("nl_snapshot", "snapshot")]),
+    "noisy_labels": ("noisy_labels", [Control("nl_seed", "seed (retrain, quick preset)")]),
+    "snapshot": ("noisy_labels", [Control("nl_snapshot", "snapshot", "ArrowLeft")]),
 }
 
 
@@ -111,7 +112,7 @@ class Browser:
             selector = ", ".join(f".st-key-{key} input[type=range]" for key in control.key.split("|"))
             page.locator(selector).first.focus()
             start = page.evaluate("() => performance.now()")
-            page.keyboard.press("ArrowRight")
+            page.keyboard.press(control.press)
             return self._idle(start, before)
         return self._idle(self._clicked_at, before)
 
