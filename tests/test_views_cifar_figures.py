@@ -44,7 +44,7 @@ def test_plane_figure_marks_w0_every_epoch_the_direction_and_the_last_point():
     assert [list(t.customdata) for t in paths] == [[0, 1, 2], [0, 1]], "every epoch is a marked point"
     assert [t.line.color for t in paths] == [run_color(1), run_color(2)]
     ends = [t for t in fig.data if t.marker.symbol == "diamond"]
-    assert [(list(t.x), list(t.text)) for t in ends] == [([2.0], ["epoch 2"]), ([0.5], ["epoch 1"])]
+    assert [(list(t.x), list(t.customdata)) for t in ends] == [([2.0], [2]), ([0.5], [1])]
     assert len(fig.layout.annotations) == 2, "an arrow into each last point"
     assert any(t.name == "w₀ (shared initial weights)" for t in fig.data)
 

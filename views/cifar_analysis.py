@@ -32,7 +32,7 @@ def run_color(run_id: int) -> str:
 
 def plane_figure(plane: SharedPlane, runs: Mapping[int, RunRecord]) -> go.Figure:
     """Every path of the plane from w0 (black cross): a dot per epoch, an arrow into the last point,
-    and the last point as a large diamond."""
+    and the last recorded epoch as a large diamond (its epoch in the hover)."""
     fig = go.Figure()
     for run_id in plane.run_ids:
         xy, epochs, color = plane.coordinates[run_id], plane.epochs[run_id], run_color(run_id)
@@ -47,9 +47,9 @@ def plane_figure(plane: SharedPlane, runs: Mapping[int, RunRecord]) -> go.Figure
             fig.add_annotation(x=x1, y=y1, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y", text="",
                                showarrow=True, arrowhead=3, arrowsize=1.6, arrowwidth=2.5, arrowcolor=color)
         fig.add_trace(go.Scatter(
-            x=xy[-1:, 0].tolist(), y=xy[-1:, 1].tolist(), mode="markers+text", text=[f"epoch {epochs[-1]}"], textposition="top right",
-            marker=dict(symbol="diamond", size=14, color=color, line=dict(color="black", width=1)),
-            legendgroup=str(run_id), showlegend=False, hoverinfo="skip",
+            x=xy[-1:, 0].tolist(), y=xy[-1:, 1].tolist(), mode="markers", customdata=[epochs[-1]],
+            marker=dict(symbol="diamond", size=15, color=color, line=dict(color="black", width=1)),
+            legendgroup=str(run_id), showlegend=False, hovertemplate="last recorded epoch %{customdata}<extra></extra>",
         ))
     fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers+text", text=["w₀"], textposition="bottom left",
                              marker=dict(color="black", size=12, symbol="x"), name="w₀ (shared initial weights)"))
@@ -57,7 +57,7 @@ def plane_figure(plane: SharedPlane, runs: Mapping[int, RunRecord]) -> go.Figure
     fig.update_layout(
         title=f"Paths of the weights on their top two principal directions ({model}, {dataset}, seed {seed})",
         height=480, xaxis_title=plane.axis_title(0), yaxis_title=plane.axis_title(1),
-        legend=dict(orientation="h", y=-0.22), margin=dict(t=50),
+        legend=dict(orientation="h", yanchor="top", y=-0.28), margin=dict(t=50, b=40),
     )
     return fig
 
@@ -75,7 +75,7 @@ def profile_figure(profiles: Mapping[int, LossProfile], runs: Mapping[int, RunRe
     fig.update_layout(
         title="Loss along filter-normalized random directions d (Li et al. 2018): flatter is wider",
         height=420, xaxis_title="t in L(w + t·d)", yaxis_title="training loss (fixed 128 images)",
-        legend=dict(orientation="h", y=-0.22), margin=dict(t=50),
+        legend=dict(orientation="h", yanchor="top", y=-0.28), margin=dict(t=50, b=40),
     )
     return fig
 
@@ -101,7 +101,8 @@ def show_plane(store: RunStore, runs: Sequence[RunRecord]) -> None:
         st.plotly_chart(plane_figure(plane, by_id), key=f"cifar_plane_{'_'.join(map(str, plane.run_ids))}")
     if len(planes) > 1:
         st.caption("Runs from different initial weights (model, seed or dataset differ) get separate planes.")
-    st.caption("Each epoch the run stores a 4,096-number sketch of its displacement w − w₀ "
+    st.caption("Dots: epochs (hover for the number); arrow and diamond: the direction of travel and the last "
+               "recorded epoch. Each epoch the run stores a 4,096-number sketch of its displacement w − w₀ "
                "(asam_core.train.path_sketch); the plane is spanned by the top two principal directions of all the "
                "compared paths together (Li et al. 2018, Section 7), and each axis title gives the share of the "
                "paths' squared length it explains.")
