@@ -352,10 +352,10 @@ def _submit_command(args: argparse.Namespace) -> int:
 
 def _list_command(args: argparse.Namespace) -> int:
     store = _existing_store(args)
-    rows = reports.run_rows(store.list_runs(args.status), store.best_test_acc())
-    brief = {run.id: reports.status_text(run, brief=True) for run in store.list_runs(args.status)}
+    runs = store.list_runs(args.status)
+    brief = {run.id: reports.status_text(run, brief=True) for run in runs}
     print(reports.text_table([{**row, "progress": f"{row['progress']:.0%}", "status": brief[row["run"]]}
-                              for row in rows], LIST_COLUMNS))
+                              for row in reports.run_rows(runs, store.best_test_acc())], LIST_COLUMNS))
     return EXIT_OK
 
 
