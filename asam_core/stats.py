@@ -6,6 +6,11 @@
     mean_interval(values)    mean and the half-width of its two-sided 95% t-interval,
                              t_{0.975, n-1} * s / sqrt(n) with the sample standard deviation s,
                              as the SAM paper reports its results (mean +- 95% interval over runs)
+    kendall_tau(x, y)        Kendall's tau-b: (concordant - discordant) / sqrt((n0 - n1)(n0 - n2)),
+                             n0 = n(n-1)/2 pairs, n1 / n2 pairs tied in x / in y (ASAM Table 1)
+    granulated_tau(...)      Jiang et al. (2019)'s Psi: for each hyper-parameter, the mean of tau over
+                             the groups of models that differ in that hyper-parameter only (psi_i);
+                             Psi is the mean of the psi_i
 """
 from __future__ import annotations
 
@@ -74,3 +79,44 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[fl
         return mean, None
     t = t_quantile(0.5 + confidence / 2.0, len(values) - 1)
     return mean, t * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b of two equally long samples (ties allowed); NaN when either is constant."""
+    if len(x) != len(y):
+        raise ValueError(f"kendall_tau needs samples of one length, got {len(x)} and {len(y)}")
+    concordant = discordant = tied_x = tied_y = pairs = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            pairs += 1
+            tied_x += dx == 0
+            tied_y += dy == 0
+            concordant += dx * dy > 0
+            discordant += dx * dy < 0
+    denominator = math.sqrt((pairs - tied_x) * (pairs - tied_y))
+    return (concordant - discordant) / denominator if denominator else math.nan
+
+
+def granulated_tau(
+    settings: Sequence[dict[str, object]], measure: Sequence[float], gap: Sequence[float]
+) -> tuple[float, dict[str, float]]:
+    """(Psi, {hyper-parameter: psi_i}) for models described by ``settings`` (hyper-parameter -> value,
+    the same keys for every model): psi_i averages kendall_tau(measure, gap) over the groups of models
+    whose settings agree on every hyper-parameter but i (groups of one model, or with NaN tau, are
+    skipped)."""
+    if not (len(settings) == len(measure) == len(gap)):
+        raise ValueError("settings, measure and gap must describe the same models")
+    names = list(settings[0]) if settings else []
+    per_parameter = {}
+    for name in names:
+        groups: dict[tuple, list[int]] = {}
+        for index, setting in enumerate(settings):
+            others = tuple(sorted((k, repr(v)) for k, v in setting.items() if k != name))
+            groups.setdefault(others, []).append(index)
+        taus = [kendall_tau([measure[i] for i in members], [gap[i] for i in members])
+                for members in groups.values() if len(members) > 1]
+        taus = [t for t in taus if not math.isnan(t)]
+        per_parameter[name] = statistics.fmean(taus) if taus else math.nan
+    finite = [v for v in per_parameter.values() if not math.isnan(v)]
+    return (statistics.fmean(finite) if finite else math.nan), per_parameter

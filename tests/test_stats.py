@@ -42,3 +42,30 @@ def test_mean_interval_by_hand():
     with pytest.raises(ValueError):
         mean_interval([])
     assert statistics.fmean(values) == mean
+
+
+def test_kendall_tau_b_by_hand_with_ties():
+    from asam_core.stats import kendall_tau
+
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    # x = 1, 2, 2, 3; y = 1, 3, 2, 2: pairs (6): (1,2) C, (1,3) C, (1,4) C, (2,3) x-tie, (2,4) D, (3,4) y-tie
+    # C = 3, D = 1, ties in x: 1, ties in y: 1 -> (3 - 1) / sqrt(5 * 5) = 0.4
+    assert kendall_tau([1, 2, 2, 3], [1, 3, 2, 2]) == pytest.approx(0.4)
+    assert math.isnan(kendall_tau([1, 1, 1], [1, 2, 3]))
+    with pytest.raises(ValueError):
+        kendall_tau([1, 2], [1])
+
+
+def test_granulated_tau_averages_tau_within_groups_that_vary_one_hyper_parameter():
+    from asam_core.stats import granulated_tau
+
+    settings = [dict(lr=lr, wd=wd) for lr in (0.1, 0.2, 0.3) for wd in (0.0, 1e-4)]
+    # gap rises with lr; the measure follows lr when wd = 0 and runs against it when wd = 1e-4;
+    # across wd (lr fixed) the measure always rises while the gap falls.
+    gap = [1.0, 0.5, 2.0, 1.5, 3.0, 2.5]
+    measure = [1.0, 6.0, 2.0, 5.0, 3.0, 4.0]
+    psi, per = granulated_tau(settings, measure, gap)
+    assert per["lr"] == pytest.approx((1.0 + -1.0) / 2)  # tau = 1 within wd = 0, -1 within wd = 1e-4
+    assert per["wd"] == pytest.approx(-1.0)  # each lr group: measure up, gap down
+    assert psi == pytest.approx((0.0 - 1.0) / 2)
