@@ -142,15 +142,16 @@ class Session:
     def __init__(self, socket, page: str):
         self.socket, self.page, self.ids, self.states = socket, page, {}, {}
 
-    async def rerun(self) -> None:
-        """Send a rerun with every widget value moved so far; return when the script finished."""
+    async def rerun(self, timeout: float = MOVE_TIMEOUT_S) -> None:
+        """Send a rerun with every widget value moved so far; return when the script finished
+        (TimeoutError when no message comes for ``timeout`` seconds)."""
         message = BackMsg()
         message.rerun_script.page_name = self.page
         message.rerun_script.widget_states.widgets.extend(self.states.values())
         await self.socket.send(message.SerializeToString())
         while True:
             incoming = ForwardMsg()
-            incoming.ParseFromString(await asyncio.wait_for(self.socket.recv(), MOVE_TIMEOUT_S))
+            incoming.ParseFromString(await asyncio.wait_for(self.socket.recv(), timeout))
             if incoming.WhichOneof("type") == "delta" and incoming.delta.WhichOneof("type") == "new_element":
                 element = incoming.delta.new_element
                 kind = element.WhichOneof("type")
@@ -179,7 +180,7 @@ async def ws_student(url: str, path: str, seconds: float, start: asyncio.Event, 
         socket = await websockets.connect(url.replace("http", "ws", 1) + "/_stcore/stream", subprotocols=["streamlit"],
                                           max_size=None, open_timeout=PAGE_RUN_TIMEOUT_MS / 1000)
         session = Session(socket, path)
-        await asyncio.wait_for(session.rerun(), PAGE_RUN_TIMEOUT_MS / 1000)
+        await session.rerun(timeout=PAGE_RUN_TIMEOUT_MS / 1000)  # a class opening pages together
     except Exception as error:
         tally.errors.append(f"{path}: did not load ({type(error).__name__})")
         ready.append(path)

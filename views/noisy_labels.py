@@ -2,6 +2,7 @@
 (SAM paper, Section 3.3; ASAM paper, Table 6)."""
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import plotly.graph_objects as go
@@ -59,17 +60,25 @@ def finished_runs() -> OrderedDict[str, ClassifierRun]:
     return OrderedDict()
 
 
+@st.cache_resource
+def training_lock() -> threading.Lock:
+    """One training at a time for all sessions: a class opening the page together trains the
+    preset once, the others wait and take it from finished_runs()."""
+    return threading.Lock()
+
+
 def trained(config: ClassifierConfig) -> ClassifierRun:
     """The run of ``config``: from the cache, or trained now with a progress bar."""
     runs, key = finished_runs(), config.model_dump_json()
-    if key not in runs:
-        bar = st.progress(0.0, text="Training SGD, SAM and ASAM…")
-        runs[key] = train_classifiers(config, progress=lambda s, n: bar.progress(s / n, text=f"Training step {s} / {n}"))
-        bar.empty()
-        while len(runs) > MAX_RUNS:
-            runs.popitem(last=False)
-    runs.move_to_end(key)
-    return runs[key]
+    with training_lock():
+        if key not in runs:
+            bar = st.progress(0.0, text="Training SGD, SAM and ASAM…")
+            runs[key] = train_classifiers(config, progress=lambda s, n: bar.progress(s / n, text=f"Training step {s} / {n}"))
+            bar.empty()
+            while len(runs) > MAX_RUNS:
+                runs.popitem(last=False)
+        runs.move_to_end(key)
+        return runs[key]
 
 
 def curves_figure(run: ClassifierRun, metric: str) -> go.Figure:
