@@ -233,6 +233,21 @@ def test_cancelling_a_hung_run_ends_its_process_after_the_grace_period(tmp_path,
     assert "sending SIGKILL" in worker.log_text()
 
 
+def test_a_hung_run_is_ended_by_the_watchdog_and_resumes_on_its_next_attempt(tmp_path, data_dir, plan, workers,
+                                                                           reference):
+    store = RunStore(tmp_path / "runs")
+    run_id = store.submit(tiny(data_dir), "ada")
+    plan.set(run_id, 1, "step", 2)  # attempt 1 hangs before its second step; nobody cancels it
+    worker = workers(store, hang_after=20.0)  # well above any step, evaluation or flatness measurement here
+    pid = plan.reached(run_id, 1)
+    COUNTS["faults injected"] += 1
+    wait_for(lambda: store.get(run_id).status == "done", "the watchdog to end the hung attempt and the retry to finish")
+    assert not pid_alive(pid) and worker.thread.is_alive()
+    assert "made no progress for" in worker.log_text() and store.get(run_id).attempts == 2
+    assert stored_metrics(store, run_id) == reference
+    count_outcome(store, run_id, 4)
+
+
 @pytest.fixture(scope="module")
 def real_checkpoint(data_dir, tmp_path_factory) -> bytes:
     """A real checkpoint after epoch 1 of the 2-epoch tiny run, written under another run's key."""

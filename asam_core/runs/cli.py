@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from asam_core.train.loop import RunResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+MAX_HANG_AFTER_S = 7 * 24 * 3600.0
 MAX_POLL_S = 5.0
 MAX_RUN_ID = 2**63 - 1
 
@@ -443,10 +444,13 @@ def _worker_command(args: argparse.Namespace) -> int:
         raise UsageError(f"--slots must be from 1 to the {cores} CPU core(s) of this machine (got {args.slots})")
     if not (math.isfinite(args.poll) and 0 < args.poll <= MAX_POLL_S):
         raise UsageError(f"--poll must be a number of seconds in (0, {MAX_POLL_S:g}] (got {args.poll})")
+    if not (math.isfinite(args.hang_after) and 10 <= args.hang_after <= MAX_HANG_AFTER_S):
+        raise UsageError(f"--hang-after must be a number of seconds in [10, {MAX_HANG_AFTER_S:g}] (got {args.hang_after})")
     from asam_core.runs.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    stopped = run_worker(RunStore(args.root), slots=args.slots, exit_when_idle=args.exit_when_idle, poll=args.poll)
+    stopped = run_worker(RunStore(args.root), slots=args.slots, exit_when_idle=args.exit_when_idle, poll=args.poll,
+                         hang_after=args.hang_after)
     return EXIT_OK if stopped is None else EXIT_FAILED
 
 
@@ -510,6 +514,9 @@ def add_store_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--poll", type=float, default=0.5,
                         help=f"seconds between looks at the store, at most {MAX_POLL_S:g} (default: 0.5)")
     parser.add_argument("--exit-when-idle", action="store_true", help="exit once nothing is running or queued")
+    parser.add_argument("--hang-after", type=float, default=1800.0, metavar="SECONDS",
+                        help="a run whose step and epoch do not move for this long is hung: its process is killed "
+                             "and the run requeued (or failed after max_attempts) (default: 1800)")
     parser.set_defaults(handler=_worker_command)
 
 

@@ -7,6 +7,10 @@ Every ``poll`` seconds the supervisor (which never imports torch):
 - refreshes its own and its runs' heartbeats; a cancel request (or a lost lease) is passed on by
   the store, which the run's process reads before every step; a process that has not stopped
   ``grace`` seconds later gets SIGTERM, then SIGKILL after another ``grace``;
+- watches every run's progress: a run whose step and epoch have not moved in the store for
+  ``hang_after`` seconds (default 30 min; before its first step, at least STARTUP_S) is hung; its
+  process is killed and the run requeued, or failed after max_attempts, with "made no progress for
+  N s (hung?)";
 - reaps processes that ended: one that recorded its outcome needs nothing; one that died (kill -9,
   out of memory, segfault, an exception) is requeued with the reason ("its process was killed by
   signal 9 (SIGKILL) - out of memory?", exit code, last lines of its log) or failed after max_attempts
@@ -37,6 +41,9 @@ from asam_core.runs.child import EXIT_RECORDED, EXIT_TRANSIENT
 from asam_core.runs.store import RUN_LOG_NAME, STALE_AFTER_S, Claim, RunStore, StoreError, StoreGone, this_host
 
 log = logging.getLogger("asam_core.runs.worker")
+HANG_AFTER_S = 1800.0  # no new step or epoch for this long: the run is hung (a download or a flatness
+                       # measurement of a large model on a CPU takes minutes, not half an hour)
+STARTUP_S = 600.0  # before its first step a run may take this long (torch import, data download, resume)
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 CHILD_COMMAND = (sys.executable, "-m", "asam_core.runs.child")
 LOG_TAIL_LINES = 2
@@ -78,6 +85,10 @@ class _Job:
     lost: bool = False
     outcome_pending: bool = False
     signals: list[int] = field(default_factory=list)
+    progress: tuple[int, int] | None = None  # the run's (step, epoch) as last seen in the store
+    progress_at: float = field(default_factory=time.monotonic)  # when it last changed
+    moved: bool = False  # whether it changed since this process started (its start-up is over)
+    hung: str | None = None  # why the watchdog ended the process
 
     @property
     def run_id(self) -> int:
@@ -90,12 +101,14 @@ class Worker:
 
     def __init__(self, store: RunStore, slots: int = 1, poll: float = 0.5, exit_when_idle: bool = False,
                  stale_after: float = STALE_AFTER_S, orphan_check_every: float = 5.0, grace: float = 10.0,
-                 retry_delay: float = 30.0, child_command: Sequence[str] = CHILD_COMMAND) -> None:
+                 retry_delay: float = 30.0, child_command: Sequence[str] = CHILD_COMMAND,
+                 hang_after: float = HANG_AFTER_S) -> None:
         if slots < 1:
             raise ValueError(f"slots must be >= 1, got {slots}")
         self.store, self.slots, self.poll = store, slots, poll
         self.exit_when_idle, self.stale_after, self.orphan_check_every = exit_when_idle, stale_after, orphan_check_every
         self.grace, self.retry_delay, self.child_command = grace, retry_delay, tuple(child_command)
+        self.hang_after = hang_after
         self.pid, self.host = os.getpid(), this_host()
         self.jobs: list[_Job] = []
         self.shutdown = threading.Event()
@@ -110,6 +123,7 @@ class Worker:
                     self.store.check_same_file()
                     self.store.register_worker(self.pid, self.host)
                     self._heartbeat()
+                    self._watch()
                     self._reap()
                     if time.monotonic() - last_orphan_check >= self.orphan_check_every:
                         last_orphan_check = time.monotonic()
@@ -149,6 +163,26 @@ class Worker:
             elif held[job.claim.lease]:
                 self._ask_to_stop(job)
             self._escalate(job)
+
+    def _watch(self) -> None:
+        """The watchdog: a run whose step and epoch have not moved in the store for ``hang_after``
+        seconds is hung (deadlocked, stuck in a system call): its process is killed, and the run
+        requeued, or failed after max_attempts, with that reason."""
+        now = time.monotonic()
+        for job in self.jobs:
+            if job.stop_asked is not None or job.hung or job.outcome_pending or job.process.poll() is not None:
+                continue
+            run = self.store.get(job.run_id)
+            if (run.step, run.epoch) != job.progress:
+                job.moved = job.progress is not None
+                job.progress, job.progress_at = (run.step, run.epoch), now
+            elif now - job.progress_at >= (self.hang_after if job.moved else max(self.hang_after, STARTUP_S)):
+                job.hung = f"made no progress for {now - job.progress_at:.0f} s (hung?); its process was killed"
+                log.warning("run %d: %s", job.run_id, job.hung)
+                try:
+                    job.process.kill()
+                except ProcessLookupError:
+                    pass
 
     def _ask_to_stop(self, job: _Job) -> None:
         if job.stop_asked is None:
@@ -219,9 +253,8 @@ class Worker:
                 if self.store.release(lease, reason, delay=self.retry_delay):
                     log.warning("run %d: %s; back in the queue", job.run_id, reason)
             else:
-                reason = exit_reason(code)
                 tail = log_tail(job.log_path, job.log_offset)
-                reason = f"its process {reason}" + (f"; last output: {tail}" if tail else "")
+                reason = (job.hung or f"its process {exit_reason(code)}") + (f"; last output: {tail}" if tail else "")
                 status = self.store.requeue_or_fail(lease, reason[:REASON_CHARS])
                 log.warning("run %d: %s -> %s", job.run_id, reason[:REASON_CHARS], status)
             self.jobs.remove(job)
@@ -255,10 +288,11 @@ def _child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(PROJECT_DIR) + (os.pathsep + path if path else "")}
 
 
-def run_worker(store: RunStore, slots: int = 1, exit_when_idle: bool = False, poll: float = 0.5) -> str | None:
+def run_worker(store: RunStore, slots: int = 1, exit_when_idle: bool = False, poll: float = 0.5,
+               hang_after: float = HANG_AFTER_S) -> str | None:
     """Run a worker in this process until SIGTERM/SIGINT (or until idle with ``exit_when_idle``);
     returns why it stopped on its own (its database is gone), else None."""
-    worker = Worker(store, slots=slots, poll=poll, exit_when_idle=exit_when_idle)
+    worker = Worker(store, slots=slots, poll=poll, exit_when_idle=exit_when_idle, hang_after=hang_after)
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.shutdown.set())
