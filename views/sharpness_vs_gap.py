@@ -68,6 +68,9 @@ st.table(pd.DataFrame({
     **{f"ψ {p}": [f"{result.psi_per_parameter[name][p]:+.3f}" for name in result.tau] for p in ("lr", "width", "steps")},
 }).set_index("measure"))
 st.caption(
+    f"The gap compares accuracy on the training labels, {flip_rate:.0%} of them flipped, with accuracy on a clean "
+    f"test set: a network that ignores the flips scores about {-100 * flip_rate:+.0f} points, one that memorizes "
+    "them climbs towards a positive gap. "
     "Sharpness: max of L(w + ε) − L(w) over ‖ε‖₂ ≤ 0.05 (SAM Eq. 2). Adaptive sharpness: the same over "
     "‖T_w⁻¹ε‖₂ ≤ 0.5 with T_w = diag(|w|), biases normalized (ASAM Eq. 4 with η = 0): invariant under rescaling "
     "(Theorem 1), so its τ does not change when you toggle rescale; plain sharpness moves, and so does its τ. "
