@@ -144,16 +144,24 @@ def simulate(loss: Loss2D, starts: Tensor, config: SimulationConfig, record_ever
             for rows, kwargs in blocks:
                 perturbation_(grad[rows].unbind(1), w[rows].unbind(1), batched=True, **kwargs)
             grad[first:] = loss.grad(w[first:] + grad[first:])
+        # w - lr·b as a product, then a difference: add_(alpha=) may fuse them (FMA), which the
+        # one-start fast path cannot reproduce, and rounding differences grow on chaotic settings
         if buffer is None:
-            w.add_(grad, alpha=-config.lr)
+            w.sub_(grad.mul_(config.lr))
         else:
             buffer.mul_(config.momentum).add_(grad)
-            w.add_(buffer, alpha=-config.lr)
+            w.sub_(buffer * config.lr)
         if slot < len(recorded) and recorded[slot] == step:
             points[slot] = w
             slot += 1
     points = points.reshape(len(recorded), n_methods, n_starts, 2).transpose(0, 1)
     return Trajectories(config.methods, torch.tensor(recorded), points, loss.value(points))
+
+
+def _torch_sqrt(x: float) -> float:
+    """sqrt as torch's CPU kernel rounds it (its vectorized sqrt can differ from math.sqrt by one
+    ulp, and on chaotic settings one ulp grows past 1e-9 within a few hundred steps)."""
+    return torch.tensor([x], dtype=torch.float64).sqrt_().item()
 
 
 def _scalar_perturbation(
@@ -171,7 +179,7 @@ def _scalar_perturbation(
     if p == math.inf:
         z1, z2 = math.copysign(rho, z1) if z1 else 0.0, math.copysign(rho, z2) if z2 else 0.0
     else:
-        scale = rho / max(math.sqrt(z1 * z1 + z2 * z2), sys.float_info.min)
+        scale = 1.0 / max(_torch_sqrt(z1 * z1 + z2 * z2), sys.float_info.min) * rho  # torch: rho / t is t⁻¹ · rho
         z1, z2 = z1 * scale, z2 * scale
     return z1 * t1, z2 * t2
 
@@ -196,7 +204,7 @@ def simulate_start(loss: Loss2D, start: tuple[float, float], config: SimulationC
             if mu:
                 b1, b2 = b1 * mu + g1, b2 * mu + g2
                 g1, g2 = b1, b2
-            w1, w2 = w1 + -lr * g1, w2 + -lr * g2
+            w1, w2 = w1 - g1 * lr, w2 - g2 * lr
             path.append((w1, w2))
         paths.append(path)
     points = torch.tensor(paths, dtype=torch.float64).unsqueeze(2)
