@@ -205,8 +205,8 @@ PRESETS: dict[str, list[RunConfig]] = {
 PRESET_DESCRIPTIONS: dict[str, str] = {
     CLASSROOM_NOISE: (
         "SAM §3.3 / ASAM Table 6 on a CPU: a small CNN on 2,000 CIFAR-10 images (200 per class) with 40% of "
-        "their labels flipped, 40 epochs without augmentation. SGD memorizes the flipped labels; SAM and ASAM "
-        "score higher on the clean test set. Cannot show the paper's absolute accuracies (a small network on "
+        "their labels flipped, 40 epochs without augmentation. All three memorize the flipped labels; SAM and "
+        "ASAM still score higher on the clean test set. Cannot show the paper's absolute accuracies (a small network on "
         "a tenth of the data)."
     ),
     CLASSROOM_QUICK: (
@@ -229,7 +229,11 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
 
 # Measured results, in one place (benchmarks/README.md has the search and the commands).
 PRESET_MEASURED: dict[str, str] = {
-    CLASSROOM_NOISE: "Measuring…",
+    CLASSROOM_NOISE: ("Measured (4 seeds, JPEG CIFAR-10): clean test accuracy SGD 36.8 ± 1.0%, SAM 39.4 ± 1.3%, "
+                      "ASAM 39.8 ± 1.1%; SAM − SGD +2.6 ± 0.8 points, ASAM − SGD +3.0 ± 1.2 (95% intervals). All "
+                      "three fit ≥ 96% of the noisy training labels. One seed of all three took 14.8 min on 2 CPU "
+                      "cores shared with other jobs. Flatness does not follow at this budget: λ_max on the noisy "
+                      "training labels is higher for SAM and ASAM (about 320 and 385 against SGD's 204)."),
     CLASSROOM_QUICK: ("Measured (one seed, 2 CPU cores): clean test accuracy SGD 57.7%, SAM 52.7%, ASAM 51.8%; "
                       "about 2 min (SGD) and 3 min (SAM, ASAM) per run."),
     PAPER_TABLE2: "Not measured here (no GPU was available).",
