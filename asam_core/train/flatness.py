@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from asam_core.methods import METHODS
 from asam_core.sharpness import filter_normalized_directions, hessian_top_eigenvalue, loss_grid, loss_profile, sharpness
 from asam_core.train.data import CifarData, normalize
-from asam_core.train.path_sketch import PathSketch
+from asam_core.train.path_sketch import PathSketch, flat
 
 FLATNESS_EXAMPLES = 128
 PROFILE_T: tuple[float, ...] = tuple(round(-1.0 + 0.2 * i, 1) for i in range(11))
@@ -99,7 +99,7 @@ def loss_surface(
     exactly); length = |w - w0|; axis1, axis2 = S e1, S e2 (``sketch``: the run's PathSketch, whose
     origin is w0).  Every parameter of the model must be trainable (as in the CIFAR models)."""
     params = list(model.parameters())
-    w = torch.cat([p.detach().reshape(-1).float().cpu() for p in params])
+    w = flat(params).cpu()
     u = (w - sketch.origin).double()
     length = float(u.norm())
     e1 = u / length if length > 0 else torch.zeros_like(u)

@@ -28,7 +28,8 @@ SKETCH_SEED = 0x5EE7C4
 _CHUNK = 1 << 20
 
 
-def _flat(params: Iterable[Tensor]) -> Tensor:
+def flat(params: Iterable[Tensor]) -> Tensor:
+    """All of ``params`` as one float32 vector (on their device), in order."""
     return torch.cat([p.detach().reshape(-1).float() for p in params])
 
 
@@ -36,12 +37,12 @@ class PathSketch:
     """s(w) = S (w - w0) for the parameters of one model (see the module docstring)."""
 
     def __init__(self, initial_params: Iterable[Tensor], k: int = SKETCH_DIM) -> None:
-        self.origin = _flat(initial_params).cpu()
+        self.origin = flat(initial_params).cpu()
         self.k = k
 
     def __call__(self, params: Iterable[Tensor]) -> Tensor:
         """The sketch (k,) float32 of ``params`` - w0, on the CPU."""
-        return self.sketch(_flat(params).cpu() - self.origin)
+        return self.sketch(flat(params).cpu() - self.origin)
 
     def sketch(self, vector: Tensor) -> Tensor:
         """S vector for any flat vector of P entries (S depends only on P and k)."""

@@ -22,15 +22,12 @@ import torch
 from torch import Tensor
 
 from asam_core.sharpness import filter_normalized_directions
+from asam_core.train.path_sketch import flat
 
 
 def plane_seed(model: str, seed: int) -> int:
     """A generator seed determined by the model name and the run seed."""
     return zlib.crc32(f"{model}:{seed}".encode())
-
-
-def _flat(params: Iterable[Tensor]) -> Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in params])
 
 
 class TrajectoryPlane:
@@ -39,14 +36,14 @@ class TrajectoryPlane:
     def __init__(self, initial_params: Iterable[Tensor], seed: int, device: torch.device | str = "cpu") -> None:
         params = list(initial_params)
         generator = torch.Generator().manual_seed(seed)
-        d1, d2 = (_flat(d) for d in filter_normalized_directions(params, 2, generator))
-        self.origin = _flat(params).float().to(device)
+        d1, d2 = (flat(d) for d in filter_normalized_directions(params, 2, generator))
+        self.origin = flat(params).to(device)
         self.directions = torch.stack([d1, d2]).to(device)
         self.gram = (self.directions.double() @ self.directions.double().T).cpu()
 
     def coordinates(self, params: Iterable[Tensor]) -> tuple[float, float]:
         """(x, y) of ``params`` in the plane (see the module docstring)."""
-        displacement = _flat(params).float() - self.origin
+        displacement = flat(params) - self.origin
         rhs = (self.directions @ displacement).double().cpu()
         x, y = torch.linalg.solve(self.gram, rhs).tolist()
         return x, y
