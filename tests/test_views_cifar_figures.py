@@ -33,7 +33,8 @@ def test_plane_figure_marks_w0_every_epoch_the_direction_and_the_last_point():
     import numpy as np
 
     from asam_core.runs.analysis import SharedPlane
-    from views.cifar_analysis import plane_figure, run_color
+    from views.cifar_analysis import plane_figure
+    from views.style import run_color
 
     runs = {1: make_run(1, optimizer="sgd"), 2: make_run(2, optimizer="asam")}
     plane = SharedPlane(("resnet20", 0, "cifar10"), (1, 2), {1: [0, 1, 2], 2: [0, 1]},

@@ -3,7 +3,7 @@ flatness of the trained models (1-D loss profiles, sharpness, adaptive sharpness
 runs that differ only in seed as mean +- 95% interval.  The numbers come from asam_core
 (runs.analysis, runs.seed_groups, train.flatness); this module only draws them.
 
-One colour per run, by run id (``run_color``), on every figure and across page loads.
+One colour per run, by run id (``views.style.run_color``), on every figure and across page loads.
 """
 from __future__ import annotations
 
@@ -12,22 +12,16 @@ from typing import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-from plotly.colors import qualitative
 
 from asam_core.runs.analysis import LossProfile, LossSurface, SharedPlane, loss_profiles, loss_surface, shared_planes
 from asam_core.runs.reports import run_name
 from asam_core.runs.seed_groups import group_rows, groups_csv, seed_groups
 from asam_core.runs.store import RunRecord, RunStore
+from views.style import run_color
 
-PALETTE = qualitative.Plotly
 FLATNESS_COLUMNS = {"sharpness": "sharpness (SAM Eq. 2, ρ = 0.05)",
                     "adaptive_sharpness": "adaptive sharpness (ASAM Eq. 4, ρ = 0.5)",
                     "lambda_max": "Hessian λ_max"}
-
-
-def run_color(run_id: int) -> str:
-    """The colour of run ``run_id`` on every figure of the page."""
-    return PALETTE[run_id % len(PALETTE)]
 
 
 def plane_figure(plane: SharedPlane, runs: Mapping[int, RunRecord]) -> go.Figure:

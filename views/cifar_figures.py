@@ -4,7 +4,7 @@
 - ``step_loss_traces``: the training loss every log_every_steps steps, one line per run.
 - ``curves_figure`` / ``step_loss_figure``: the plotly figures.
 
-Colours: one per run, by run id (views.cifar_analysis.run_color), the same on every figure and page load.
+Colours: one per run, by run id (views.style.run_color), the same on every figure and page load.
 The paths, flatness and seed views live in views.cifar_analysis.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 
 from asam_core.runs.reports import run_name
 from asam_core.runs.store import RunRecord
-from views.cifar_analysis import run_color
+from views.style import run_color
 
 
 

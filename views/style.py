@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 
 from asam_core.methods import METHODS, method
 
@@ -28,6 +29,12 @@ def method_color(key_or_title: str) -> str:
 
 
 METHOD_KEYS = tuple(METHODS)
+RUN_PALETTE = qualitative.Plotly
+
+
+def run_color(run_id: int) -> str:
+    """The colour of CIFAR run ``run_id`` on every figure, the same across page loads."""
+    return RUN_PALETTE[run_id % len(RUN_PALETTE)]
 INK = "#111111"
 FONT_SIZE, PRESENTER_FONT_SIZE = 15, 20
 PRESENTER_HEIGHT = 1.25
