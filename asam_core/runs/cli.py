@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
-import hashlib
 import json
 import logging
 import math
@@ -172,8 +171,7 @@ def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:
 def default_out_dir(config: RunConfig) -> Path:
     """<runs folder>/<label or optimizer>-<8 hex digits of the training settings>: stable, so --resume
     finds it; the runs folder is $ASAM_LAB_RUNS_DIR, else ./runs."""
-    digest = hashlib.sha1(json.dumps(config.training_identity(), sort_keys=True).encode()).hexdigest()[:8]
-    return default_root() / f"{(config.label or config.optimizer).lower().replace(' ', '_')}-{digest}"
+    return default_root() / f"{(config.label or config.optimizer).lower().replace(' ', '_')}-{config.identity_digest()[:8]}"
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -368,7 +366,7 @@ def _show_command(args: argparse.Namespace) -> int:
           f"attempts {run.attempts} of max_attempts {settings['max_attempts']}")
     print(f"folder: {store.run_dir(run.key)} (key {run.key})")
     if run.status == "running":
-        process = f", run process {run.run_pid}" if run.run_pid is not None else ""
+        process = f", run process {run.run_pid} on {run.node}" if run.run_pid is not None else ""
         print(f"worker: pid {run.worker_pid} on {run.worker_host}{process}")
     if run.error and run.status != "queued":
         print(f"error: {run.error}")

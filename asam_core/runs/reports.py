@@ -63,6 +63,7 @@ def run_rows(runs: Sequence[RunRecord], best_test_acc: Mapping[int, float], now:
             "model": c.model if c else None,
             "epochs": c.epochs if c else None,
             "best test acc (%)": None if best is None else 100.0 * best,
+            "ran on": run.node,
             "owner": run.owner,
             "created": datetime.fromtimestamp(run.created).strftime("%Y-%m-%d %H:%M"),
             "error": run.error if run.status != "queued" and run.error else "",

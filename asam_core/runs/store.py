@@ -92,9 +92,25 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     key TEXT,
     run_pid INTEGER,
-    not_before REAL
+    not_before REAL,
+    identity TEXT,
+    node TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, id);
+CREATE TABLE IF NOT EXISTS studies (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    sweep TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS study_runs (
+    study_id INTEGER NOT NULL REFERENCES studies (id),
+    position INTEGER NOT NULL,
+    run_id INTEGER NOT NULL REFERENCES runs (id),
+    reused INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (study_id, position)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS metrics (
     run_id INTEGER NOT NULL REFERENCES runs (id),
     {", ".join(f"{f} {'INTEGER' if f == 'epoch' else 'REAL'}{'' if f in NULLABLE_METRICS else ' NOT NULL'}"
@@ -127,7 +143,8 @@ CREATE TABLE IF NOT EXISTS settings (
 );
 """
 # Columns added after the first release: (name, SQL type); old databases gain them on open.
-_ADDED_COLUMNS = (("key", "TEXT"), ("run_pid", "INTEGER"), ("not_before", "REAL"))
+_ADDED_COLUMNS = (("key", "TEXT"), ("run_pid", "INTEGER"), ("not_before", "REAL"), ("identity", "TEXT"),
+                  ("node", "TEXT"))
 
 
 class StoreError(Exception):
@@ -207,6 +224,7 @@ class RunRecord:
     epoch: int
     error: str | None
     not_before: float | None = None
+    node: str | None = None  # where the run's process ran (this host, or a Ray node)
 
     @property
     def progress(self) -> float:
@@ -220,7 +238,7 @@ class RunRecord:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "RunRecord":
         """The record of ``row``; an invalid config gives ``config=None`` and status failed with the reason."""
-        fields = {k: row[k] for k in row.keys() if k not in ("config", "lease")}
+        fields = {k: row[k] for k in row.keys() if k not in ("config", "lease", "identity")}
         fields["cancel_requested"] = bool(row["cancel_requested"])
         config, problem = parse_config(row)
         if problem is None:
@@ -305,17 +323,21 @@ class RunStore:
             return ([("runs", name, kind) for name, kind in _ADDED_COLUMNS if name not in runs]
                     + [("metrics", name, "REAL") for name in METRIC_FIELDS if name not in metrics])
 
-        if not missing():
-            return
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            for table, name, kind in missing():
-                con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-            con.execute("UPDATE runs SET key = lower(hex(randomblob(16))) WHERE key IS NULL")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        if missing():
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for table, name, kind in missing():
+                    con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                con.execute("UPDATE runs SET key = lower(hex(randomblob(16))) WHERE key IS NULL")
+                for row in con.execute("SELECT id, config FROM runs WHERE identity IS NULL").fetchall():
+                    config, _ = parse_config(row)
+                    if config is not None:
+                        con.execute("UPDATE runs SET identity = ? WHERE id = ?", (config.identity_digest(), row["id"]))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        con.execute("CREATE INDEX IF NOT EXISTS runs_identity ON runs (identity, status)")
 
     @staticmethod
     def _columns(con: sqlite3.Connection, table: str) -> set[str]:
@@ -403,8 +425,8 @@ class RunStore:
         owner = validate_owner(owner)
         with self._connect() as con:
             cur = con.execute(
-                "INSERT INTO runs (status, config, owner, created, key) VALUES ('queued', ?, ?, ?, ?)",
-                (config.model_dump_json(), owner, time.time(), new_key()),
+                "INSERT INTO runs (status, config, owner, created, key, identity) VALUES ('queued', ?, ?, ?, ?, ?)",
+                (config.model_dump_json(), owner, time.time(), new_key(), config.identity_digest()),
             )
             return int(cur.lastrowid)
 
@@ -565,10 +587,12 @@ class RunStore:
             row = con.execute("SELECT * FROM runs WHERE lease = ? AND status = 'running'", (lease,)).fetchone()
         return None if row is None else RunRecord.from_row(row)
 
-    def set_run_pid(self, lease: str, pid: int) -> bool:
-        """Record the pid of the process training the leased run; False if the lease is lost."""
+    def set_run_pid(self, lease: str, pid: int, node: str | None = None) -> bool:
+        """Record the pid of the process training the leased run and the node it runs on (default:
+        the worker's host); False if the lease is lost."""
         with self._connect() as con:
-            cur = con.execute("UPDATE runs SET run_pid = ? WHERE lease = ? AND status = 'running'", (pid, lease))
+            cur = con.execute("UPDATE runs SET run_pid = ?, node = COALESCE(?, worker_host) "
+                              "WHERE lease = ? AND status = 'running'", (pid, node, lease))
             return cur.rowcount == 1
 
     def heartbeat(self, leases: Iterable[str]) -> dict[str, bool]:

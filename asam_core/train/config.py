@@ -15,6 +15,8 @@ triple; ``PRESET_DESCRIPTIONS`` says what each can and cannot show at its cost.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Any, Literal, Sequence
 
@@ -130,6 +132,10 @@ class RunConfig(BaseModel):
     def training_identity(self) -> dict[str, Any]:
         """The fields that determine the trained weights (all but REPORTING_FIELDS)."""
         return self.model_dump(mode="json", exclude=set(REPORTING_FIELDS))
+
+    def identity_digest(self) -> str:
+        """SHA-1 (hex) of the training identity: equal digests train the same weights."""
+        return hashlib.sha1(json.dumps(self.training_identity(), sort_keys=True).encode()).hexdigest()
 
 
 _RANGE_WORDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
