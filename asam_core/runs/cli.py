@@ -325,17 +325,26 @@ def _run_ids(store: RunStore, ids: list[int]) -> list[RunRecord]:
         raise UsageError(err.args[0]) from None
 
 
-def _submit_command(args: argparse.Namespace) -> int:
+def estimates_that_fit(store: RunStore, configs: list[RunConfig]) -> list[Any]:
+    """The resource estimate of each config (asam_core.runs.resources); UsageError naming the first
+    that cannot fit this machine, before anything is queued."""
     from asam_core.runs import resources
 
-    configs = configs_from_args(args)
-    store = RunStore(args.root)
     finished = resources.finished_runs(store)
     estimates = [resources.estimate(config, finished) for config in configs]
     for config, estimate in zip(configs, estimates):
         problem = resources.refusal(config, estimate)
         if problem:
             raise UsageError(f"{config.label or config.optimizer}: {problem}; nothing was queued")
+    return estimates
+
+
+def _submit_command(args: argparse.Namespace) -> int:
+    from asam_core.runs import resources
+
+    configs = configs_from_args(args)
+    store = RunStore(args.root)
+    estimates = estimates_that_fit(store, configs)
     for config, estimate in zip(configs, estimates):
         try:
             run = store.submit(config, args.owner)
@@ -523,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_run_command(subparsers)
     add_store_commands(subparsers)
+    from asam_core.runs.study_cli import add_study_command
+
+    add_study_command(subparsers)
     return parser
 
 

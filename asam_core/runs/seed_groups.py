@@ -3,7 +3,7 @@ the 95% t-interval over seeds (asam_core.stats.mean_interval).  Pure functions, 
 
 A run's values are those of its last evaluated epoch: test accuracy (%), generalization gap
 (training accuracy - test accuracy, in points; training accuracy on the labels it trained on), and
-the flatness measures of its last measured epoch (sharpness, adaptive sharpness, lambda_max).
+the flatness measures of its last measured epoch (asam_core.train.metrics.FLATNESS_METRICS).
 Runs whose config is invalid (quarantined) or that have no evaluated epoch are left out.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 from asam_core.methods import METHODS
 from asam_core.runs.store import RunRecord
 from asam_core.stats import mean_interval
+from asam_core.train.metrics import FLATNESS_METRICS
 
 GROUP_MEASURES: dict[str, str] = {
     "test_acc": "test accuracy (%)",
@@ -45,7 +46,7 @@ def final_values(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         last = evaluated[-1]
         values["test_acc"] = 100.0 * last["test_acc"]
         values["gap"] = 100.0 * (last["train_acc"] - last["test_acc"])
-    for measure in ("sharpness", "adaptive_sharpness", "lambda_max"):
+    for measure in FLATNESS_METRICS:
         measured = [r[measure] for r in rows if r.get(measure) is not None]
         if measured:
             values[measure] = float(measured[-1])

@@ -430,6 +430,57 @@ class RunStore:
             )
             return int(cur.lastrowid)
 
+    def submit_study(self, name: str, sweep_json: str, configs: Sequence[RunConfig], owner: str) -> int:
+        """Record a study and its runs in one transaction; returns the study id.  Position i of the
+        study is ``configs[i]``: an existing run with the same training identity that is done, running
+        or queued is reused (``reused`` = 1; the latest done one first), else a new run is queued
+        (a run this study queued earlier is reused by its later positions too)."""
+        configs = [RunConfig.model_validate(c.model_dump()) for c in configs]
+        owner = validate_owner(owner)
+        now = time.time()
+        with self._transaction() as con:
+            study_id = int(con.execute("INSERT INTO studies (name, sweep, owner, created) VALUES (?, ?, ?, ?)",
+                                       (name, sweep_json, owner, now)).lastrowid)
+            for position, config in enumerate(configs):
+                identity = config.identity_digest()
+                row = con.execute(
+                    "SELECT id FROM runs WHERE identity = ? AND status IN ('done', 'running', 'queued') "
+                    "ORDER BY status = 'done' DESC, id DESC LIMIT 1", (identity,)).fetchone()
+                reused = row is not None and not con.execute(
+                    "SELECT 1 FROM study_runs WHERE study_id = ? AND run_id = ? AND reused = 0",
+                    (study_id, row["id"])).fetchone()
+                if row is None:
+                    run_id = int(con.execute(
+                        "INSERT INTO runs (status, config, owner, created, key, identity) VALUES ('queued', ?, ?, ?, ?, ?)",
+                        (config.model_dump_json(), owner, now, new_key(), identity)).lastrowid)
+                else:
+                    run_id = int(row["id"])
+                con.execute("INSERT INTO study_runs (study_id, position, run_id, reused) VALUES (?, ?, ?, ?)",
+                            (study_id, position, run_id, int(reused)))
+        return study_id
+
+    def studies(self) -> list[dict[str, Any]]:
+        """Every study, oldest first: id, name, sweep (JSON), owner, created, run_ids (by position) and
+        reused (the run ids it took from earlier runs)."""
+        with self._connect() as con:
+            rows = [dict(r) for r in con.execute("SELECT * FROM studies ORDER BY id")]
+            members = con.execute("SELECT study_id, run_id, reused FROM study_runs ORDER BY study_id, position").fetchall()
+        for row in rows:
+            row["run_ids"], row["reused"] = [], set()
+        by_id = {row["id"]: row for row in rows}
+        for member in members:
+            by_id[member["study_id"]]["run_ids"].append(member["run_id"])
+            if member["reused"]:
+                by_id[member["study_id"]]["reused"].add(member["run_id"])
+        return rows
+
+    def study(self, study_id: int) -> dict[str, Any]:
+        """One study (as in ``studies``); UnknownRun when there is none with this id."""
+        for row in self.studies():
+            if row["id"] == study_id:
+                return row
+        raise UnknownRun(f"no study with id {study_id} in {self.db_path}")
+
     def _record(self, row: sqlite3.Row) -> RunRecord:
         """The row's record, quarantining it (status failed, with the reason) if its config is invalid."""
         record = RunRecord.from_row(row)

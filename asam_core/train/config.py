@@ -62,6 +62,8 @@ class RunConfig(BaseModel):
     augment: bool = Field(True, title="Augmentation (crop + flip)",
                           description="random crop (4-pixel padding) and horizontal flip")
     model: ModelName = Field("resnet20", title="Network", description="network architecture")
+    dropout: float = Field(0.0, title="Dropout before the classifier", ge=0, lt=1,
+                           description="dropout probability before the final linear layer (0: none)")
     optimizer: OptimizerName = Field("asam", title="Optimizer",
                                      description=f"training method: {', '.join(METHODS)} (asam_core.methods)")
     rho: float | None = Field(None, title="ρ (region radius)", ge=0, le=10,

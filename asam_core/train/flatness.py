@@ -4,6 +4,9 @@ asam_core.sharpness (what SAM and ASAM are about):
     sharpness           max_{||e||_2 <= rho_SAM} L(w + e) - L(w)                  SAM Eq. 2
     adaptive_sharpness  max_{||T_w^-1 e||_p <= rho_ASAM} L(w + e) - L(w)          ASAM Eq. 4
                         (element-wise T_w = diag(|w| + eta), the run's p and eta)
+    sharpness_inf,      the same two with p = inf (ASAM Table 1's second column), radius
+    adaptive_sharpness_inf   rho / sqrt(n) (n perturbed weights): the largest inf-ball inside the
+                        2-ball of radius rho, so a p = inf region is never wider than the p = 2 one
     lambda_max          the Hessian's top eigenvalue                              SAM Section 4.2
     profile             L(w + t d_j), t in PROFILE_T, for PROFILE_DIRECTIONS filter-normalized
                         random directions d_j (Li et al. 2018), the same for every run of a model
@@ -22,6 +25,7 @@ so measuring does not change a resumed run.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -48,6 +52,8 @@ class Flatness:
 
     sharpness: float
     adaptive_sharpness: float
+    sharpness_inf: float
+    adaptive_sharpness_inf: float
     lambda_max: float
     profile: tuple[tuple[float, ...], ...]
     seconds: float
@@ -68,15 +74,20 @@ def measure_flatness(
     drawn from ``model_seed`` (runs sharing an initialization share them)."""
     began = time.perf_counter()
     sam_rho, asam_rho = METHODS["sam"].default_rho(dataset), METHODS["asam"].default_rho(dataset)
-    plain = sharpness(model, F.cross_entropy, batches, sam_rho, 2.0, None, steps=ASCENT_STEPS, restarts=0)
-    adaptive = sharpness(model, F.cross_entropy, batches, asam_rho, p, "element", eta=eta, steps=ASCENT_STEPS,
-                         restarts=0)
-    lam = hessian_top_eigenvalue(model, F.cross_entropy, batches, iters=HESSIAN_ITERS, tol=1e-3)
     params = [w for w in model.parameters() if w.requires_grad]
+    inf_scale = 1.0 / math.sqrt(sum(w.numel() for w in params))
+
+    def measure(rho: float, norm_p: float, normalization: str | None) -> float:
+        return sharpness(model, F.cross_entropy, batches, rho, norm_p, normalization, eta=eta, steps=ASCENT_STEPS,
+                         restarts=0).value
+
+    values = (measure(sam_rho, 2.0, None), measure(asam_rho, p, "element"),
+              measure(sam_rho * inf_scale, math.inf, None), measure(asam_rho * inf_scale, math.inf, "element"))
+    lam = hessian_top_eigenvalue(model, F.cross_entropy, batches, iters=HESSIAN_ITERS, tol=1e-3)
     generator = torch.Generator().manual_seed(_SEED + model_seed)
     directions = filter_normalized_directions(params, PROFILE_DIRECTIONS, generator)
     profile = loss_profile(model, F.cross_entropy, batches, directions, PROFILE_T)
-    return Flatness(plain.value, adaptive.value, lam, tuple(tuple(row) for row in profile), time.perf_counter() - began)
+    return Flatness(*values, lam, tuple(tuple(row) for row in profile), time.perf_counter() - began)
 
 
 SURFACE_ALPHAS: tuple[float, ...] = tuple(round(-0.25 + 0.125 * i, 3) for i in range(13))  # 0 and 1: w0 and w

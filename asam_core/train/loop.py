@@ -37,7 +37,7 @@ from asam_core.train.checkpoint import CHECKPOINT_NAME, CheckpointError, load_ch
 from asam_core.train.config import RunConfig
 from asam_core.train.data import CifarData, DataUnavailable, load_cifar, steps_per_epoch, test_batches, train_batches
 from asam_core.train.flatness import PROFILE_T, Flatness, flatness_batch, loss_surface, measure_flatness
-from asam_core.train.metrics import EpochMetrics
+from asam_core.train.metrics import FLATNESS_METRICS, EpochMetrics
 from asam_core.train.path_sketch import PathSketch
 from asam_core.train.models import build_model
 from asam_core.train.trajectory import TrajectoryPlane, plane_seed
@@ -113,7 +113,7 @@ class Trainer:
     def __init__(self, config: RunConfig, data: CifarData, device: torch.device) -> None:
         self.config, self.data, self.device = config, data, device
         torch.manual_seed(config.seed)
-        self.model = build_model(config.model, data.num_classes)
+        self.model = build_model(config.model, data.num_classes, config.dropout)
         self.plane = TrajectoryPlane(self.model.parameters(), plane_seed(config.model, config.seed), device)
         self.sketch = PathSketch(self.model.parameters())
         cuda = device.type == "cuda"
@@ -266,8 +266,7 @@ def train(config: RunConfig, sink: TrainSink, checkpoint_dir: Path, resume: bool
         measured: dict[str, float] = {}
         if epoch == config.epochs or (every and epoch % every == 0):
             flat = run.flatness()
-            measured = dict(sharpness=flat.sharpness, adaptive_sharpness=flat.adaptive_sharpness,
-                            lambda_max=flat.lambda_max)
+            measured = {name: getattr(flat, name) for name in FLATNESS_METRICS}
             artifacts["loss_profile"] = json.dumps({"t": PROFILE_T, "loss": flat.profile,
                                                     "seconds": flat.seconds}).encode()
         if epoch == config.epochs:

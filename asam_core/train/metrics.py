@@ -17,7 +17,8 @@ class EpochMetrics:
     seconds: wall time of the epoch (training and evaluation).  traj_x, traj_y: the weights'
     coordinates in the run's trajectory plane (``asam_core.train.trajectory``); the initial
     weights, "epoch 0", are (0, 0) by construction and are not reported.
-    sharpness, adaptive_sharpness, lambda_max: the model's flatness (asam_core.train.flatness) on
+    sharpness, adaptive_sharpness, lambda_max, sharpness_inf, adaptive_sharpness_inf: the model's
+    flatness (asam_core.train.flatness; the last two with p = inf) on
     epochs where it was measured (the last, and every ``flatness_every_epochs``), else None.
     """
 
@@ -33,7 +34,11 @@ class EpochMetrics:
     sharpness: float | None = None
     adaptive_sharpness: float | None = None
     lambda_max: float | None = None
+    sharpness_inf: float | None = None
+    adaptive_sharpness_inf: float | None = None
 
 
 METRIC_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(EpochMetrics))
 NULLABLE_METRICS: tuple[str, ...] = tuple(f.name for f in fields(EpochMetrics) if "None" in str(f.type))
+FLATNESS_METRICS: tuple[str, ...] = ("sharpness", "adaptive_sharpness", "lambda_max", "sharpness_inf",
+                                     "adaptive_sharpness_inf")

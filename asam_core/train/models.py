@@ -145,8 +145,11 @@ _BUILDERS: dict[str, Callable[[int], nn.Module]] = {
 }
 
 
-def build_model(name: str, num_classes: int) -> nn.Module:
-    """The network called ``name`` (one of MODEL_NAMES) with ``num_classes`` outputs."""
+def build_model(name: str, num_classes: int, dropout: float = 0.0) -> nn.Module:
+    """The network called ``name`` (one of MODEL_NAMES) with ``num_classes`` outputs; ``dropout`` > 0
+    puts nn.Dropout(dropout) before the final linear layer (the "dropout" hyper-parameter of ASAM
+    Table 1 / Jiang et al. 2019; no parameters, inactive in eval mode)."""
     if name not in _BUILDERS:
         raise ValueError(f"model must be one of {MODEL_NAMES}, got {name!r}")
-    return _BUILDERS[name](num_classes)
+    model = _BUILDERS[name](num_classes)
+    return nn.Sequential(*model[:-1], nn.Dropout(dropout), model[-1]) if dropout > 0 else model
