@@ -20,6 +20,7 @@ PAGES = [
     st.Page("views/regions.py", title="Maximization regions", icon=":material/crop_square:"),
     st.Page("views/trajectories.py", title="Trajectories", icon=":material/timeline:"),
     st.Page("views/cifar_runs.py", title="CIFAR runs", icon=":material/monitoring:"),
+    st.Page("views/studies.py", title="Studies", icon=":material/science:"),
     st.Page("views/scale_invariance.py", title="Scale invariance", icon=":material/balance:"),
     st.Page("views/sharpness_vs_gap.py", title="Sharpness vs gap", icon=":material/scatter_plot:"),
     st.Page("views/noisy_labels.py", title="Noisy labels in 2-D", icon=":material/label_off:"),

@@ -118,3 +118,29 @@ def find_study_preset(name: str) -> str:
         if key(name) in (key(title), key(re.sub(r"\(.*?\)", "", title))):
             return title
     raise KeyError(f"unknown study preset {name!r}; choose one of {list(STUDY_PRESETS)}")
+
+
+# What the papers report next to each study, with the source; only numbers read from a public source
+# are given (labelled as such), never numbers recalled.
+PAPER_REFERENCES: dict[str, str] = {
+    RHO_SWEEP: ("Published reference (not from this app): ASAM's first author reported, for WRN-16-8 on CIFAR-10 "
+                "(200 epochs, davda54/sam's implementation, with bias normalization), ASAM test error 2.75%, 2.69%, "
+                "2.55%, 2.90% at ρ = 0.5, 1, 2, 5; without bias normalization ρ = 0.5 gave 2.37% "
+                "(github.com/davda54/sam, issue 37). SAM's reference ρ on CIFAR-10 is 0.05, ASAM's 0.5 "
+                "(github.com/SamsungLabs/ASAM README). Compare shapes, not values: the classroom budget trains a "
+                "small CNN on 1,000 images."),
+    GAP_CORRELATION: ("The paper's claim (Kwon et al. 2021, abstract, Table 1, Figure 2): sharpness in a fixed-radius "
+                      "region is sensitive to rescaling, which weakens its link with the generalization gap; adaptive "
+                      "sharpness is scale-invariant and correlates better. Its cell values are not reproduced here "
+                      "(not verified from a copy of the paper)."),
+    M_SHARPNESS: ("The SAM paper's Figure 3 (middle) plots test error against ρ for several m; its values are not "
+                  "reproduced here (not verified from a copy of the paper)."),
+    NOISE_RATES: ("The SAM paper's abstract reports robustness to label noise on par with methods built for noisy "
+                  "labels; ASAM's Table 6 compares SGD, SAM and ASAM at 20-80% noise with ResNet-32. Its values are "
+                  "not reproduced here (not verified from a copy of the paper)."),
+}
+
+
+def paper_reference(title: str) -> str:
+    """The PAPER_REFERENCES text of the study preset ``title`` (either budget); "" for other studies."""
+    return next((text for study, text in PAPER_REFERENCES.items() if title.startswith(study)), "")
