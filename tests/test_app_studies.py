@@ -95,7 +95,7 @@ def test_a_finished_curve_study_draws_means_with_intervals_like_the_core(store):
     assert trace["x"] == [0.05, 0.1] and trace["y"] == pytest.approx([p.mean for p in curve.points])
     assert trace["error_y"]["array"] == pytest.approx([p.half for p in curve.points])
     assert spec["layout"]["xaxis"]["title"]["text"] == "ρ (region radius)" and spec["layout"]["xaxis"]["type"] == "log"
-    assert "best ρ (region radius) = 0.1, 60.50%" in texts(at) and "4 runs: 4 done" in texts(at)
+    assert "best ρ = 0.1, 60.50%" in texts(at) and "4 runs: 4 done" in texts(at)
     assert len(at.get("download_button")) == 1
 
 

@@ -1,4 +1,6 @@
 """asam_core.train.flatness: the flatness of a trained model, measured without disturbing it."""
+import math
+
 import pytest
 import torch
 from small_nets import batch, small_net
@@ -34,6 +36,13 @@ def test_measures_match_asam_core_sharpness_and_leave_the_model_and_rng_untouche
     assert result.sharpness == pytest.approx(plain.value, rel=1e-6)
     assert result.adaptive_sharpness == pytest.approx(adaptive.value, rel=1e-6)
     assert result.lambda_max == pytest.approx(lam, rel=1e-6)
+    # p = inf: the radius shrinks by sqrt(n), so the inf-ball lies inside the 2-ball of the same rho
+    scale = sum(w.numel() for w in model.parameters()) ** -0.5
+    plain_inf = sharpness(model, F.cross_entropy, batches, 0.05 * scale, math.inf, None, steps=ASCENT_STEPS, restarts=0)
+    adaptive_inf = sharpness(model, F.cross_entropy, batches, 0.5 * scale, math.inf, "element", eta=0.01,
+                             steps=ASCENT_STEPS, restarts=0)
+    assert result.sharpness_inf == pytest.approx(plain_inf.value, rel=1e-6)
+    assert result.adaptive_sharpness_inf == pytest.approx(adaptive_inf.value, rel=1e-6)
     assert result.sharpness >= plain.first_order - 1e-12 and result.lambda_max > 0
     with torch.no_grad():
         model.eval()

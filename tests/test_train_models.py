@@ -37,6 +37,22 @@ def test_every_name_builds_and_unknown_names_are_refused():
         build_model("resnet18", 10)
 
 
+@pytest.mark.parametrize("name", ["small_cnn", "resnet20"])
+def test_dropout_sits_before_the_classifier_and_changes_neither_initialization_nor_eval_outputs(name):
+    torch.manual_seed(3)
+    plain = build_model(name, 10)
+    torch.manual_seed(3)
+    dropped = build_model(name, 10, dropout=0.5)
+    assert isinstance(dropped[-2], torch.nn.Dropout) and dropped[-2].p == 0.5
+    assert isinstance(dropped[-1], torch.nn.Linear)
+    for a, b in zip(plain.parameters(), dropped.parameters(), strict=True):
+        assert torch.equal(a, b)
+    x = torch.randn(4, 3, 32, 32)
+    torch.testing.assert_close(dropped.eval()(x), plain.eval()(x), rtol=0, atol=0)
+    dropped.train()
+    assert not torch.equal(dropped(x), dropped(x)), "in training, dropout draws a new mask per call"
+
+
 def test_directions_are_filter_normalized_and_skip_biases_and_batchnorm():
     model = build_model("small_cnn", 10)
     params = list(model.parameters())

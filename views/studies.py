@@ -180,10 +180,10 @@ def show_results() -> None:
         else:
             chart(figures.curves_figure(curves, study.sweep), "study_curves")
             higher = study.sweep.y == "test_acc"
-            st.write("  \n".join(
-                f"**{c.series}**: best {figures.x_title(study.sweep)} = {c.best(higher).x:g}, "
-                f"{c.best(higher).mean:.2f}%" + (f" ± {c.best(higher).half:.2f}" if c.best(higher).half else "")
-                for c in curves))
+            if study.sweep.x == "rho":  # "which rho?": the best of each curve with its interval
+                st.write("  \n".join(
+                    f"**{c.series}**: best ρ = {c.best(higher).x:g}, {c.best(higher).mean:.2f}%"
+                    + (f" ± {c.best(higher).half:.2f}" if c.best(higher).half else "") for c in curves))
     else:
         result = study_results.correlation(study.sweep, records, metrics)
         st.caption("ASAM Table 1 from this study's networks (Kendall rank correlation with the generalization gap; "

@@ -52,7 +52,7 @@ def curves_figure(curves: Sequence[Curve], sweep: Sweep) -> go.Figure:
     fig.update_layout(
         title=f"{Y_TITLES[sweep.y]} against {x_title(sweep)}" + (f": mean ± 95% interval over {seeds} seeds"
                                                                if seeds > 1 else ": one seed per point"),
-        height=480, xaxis_title=x_title(sweep), yaxis_title=Y_TITLES[sweep.y],
+        height=480, xaxis_title=x_title(sweep), yaxis_title=Y_TITLES[sweep.y], showlegend=True,
         legend=dict(orientation="h", yanchor="top", y=-0.2), margin=dict(t=60, b=40),
     )
     if sweep.x in LOG_AXES:
