@@ -83,6 +83,7 @@ PAGES: dict[str, tuple[str, list[Control]]] = {
     "scale_invariance": ("scale_invariance", [Control("si_a|si_log_a", "a"), Control("si_rho", "ρ")]),
     "noisy_labels": ("noisy_labels", [Control("nl_seed", "seed (retrain, quick preset)")]),
     "snapshot": ("noisy_labels", [Control("nl_snapshot", "snapshot", "ArrowLeft")]),
+    "sharpness_vs_gap": ("sharpness_vs_gap", [Control("sg_flip", "flipped labels (16 MLPs retrained)")]),
 }
 
 

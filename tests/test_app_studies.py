@@ -64,13 +64,14 @@ def test_a_preset_shows_its_size_and_the_paper_note_and_broken_data_queues_nothi
 def test_queuing_a_study_with_its_seeds_in_the_url_selects_it(store, tmp_path):
     write_cifar(tmp_path / "cifar", "cifar10", per_class=1, test_per_class=1)
     preset = "Label-noise rates (ASAM Table 6) · classroom"
-    at = open_page({"study_preset": preset, "study_seeds": "2"})
+    at = open_page({"study_preset": preset, "study_seeds": "2", "study_data_dir": str(tmp_path / "cifar"),
+                    "study_owner": "ada"})
     assert "24 runs over" in at.info[0].value
-    at.text_input(key="study_data_dir").set_value(str(tmp_path / "cifar")).run()
     at.button(key="study_queue").click().run()
     assert not at.exception and "Queued study 1: 24 new runs, 0 reused" in at.success[0].value
     (study,) = store.studies()
     assert len(study["run_ids"]) == 24 and {store.get(i).config.seed for i in study["run_ids"]} == {0, 1}
+    assert study["owner"] == "ada" and {store.get(i).config.data_dir for i in study["run_ids"]} == {str(tmp_path / "cifar")}
     assert at.query_params["study"] in ("1", ["1"]) and "24 runs: 24 queued" in texts(at)
 
 

@@ -94,6 +94,12 @@ def choice(label: str, key: str, options: Sequence[str], default: str, radio: bo
     return _draw(key, st.radio if radio else st.selectbox, label, list(options), **kwargs)
 
 
+def text(label: str, key: str, default: str, max_chars: int = 1024, **kwargs: Any) -> str:
+    """st.text_input of at most ``max_chars`` characters."""
+    _from_url(key, default, str, lambda v: len(v) <= max_chars, f"at most {max_chars} characters")
+    return _draw(key, st.text_input, label, max_chars=max_chars, **kwargs)
+
+
 def toggle(label: str, key: str, default: bool, **kwargs: Any) -> bool:
     """st.toggle stored as true/false."""
     parse = {"true": True, "false": False}.get

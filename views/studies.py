@@ -5,8 +5,8 @@ folder; the page shows the study's size and estimated time before anything is qu
 data, and queues it as one study in the run store (identical runs already there are reused).
 Results (refreshed every 3 s): the chosen study's state, cancel / resume, the paper's figure drawn
 from its runs (asam_core.runs.study_results), the paper's own statement next to it, the runs as a
-table and CSV.  The URL holds the preset (``study_preset``), the seeds (``study_seeds``) and the
-study shown (``study``).
+table and CSV.  The URL holds every control: the preset (``study_preset``), the seeds
+(``study_seeds``), the data folder, the owner and the study shown (``study``).
 """
 import os
 
@@ -20,7 +20,7 @@ from asam_core.runs.sweep import Sweep
 from asam_core.train.config import MAX_SEEDS
 from asam_core.train.data import DataUnavailable, data_status
 from views import study_figures as figures
-from views.common import chart, choice, number, shown
+from views.common import chart, choice, number, shown, text
 
 AUTOSTART_WORKER = os.environ.get("ASAM_LAB_WORKER_AUTOSTART", "1") != "0"
 OWN_SWEEP = "Your own sweep (JSON)"
@@ -105,10 +105,10 @@ with left:
     seeds = number("Seeds per setting", "study_seeds", 1, MAX_SEEDS,
                    len(STUDY_PRESETS[source].seeds) if source in STUDY_PRESETS else 1, 1,
                    help="Every setting is trained once per seed; curves show mean ± 95% interval over seeds.")
-    data_dir = st.text_input("Data folder (CIFAR archive)", value="data", key="study_data_dir",
-                             help="Folder holding the CIFAR archive or its extracted folder (field data_dir); "
-                                  "the official archive is downloaded there when missing.")
-    owner = st.text_input("Your name", key="study_owner", placeholder="anonymous")
+    data_dir = text("Data folder (CIFAR archive)", "study_data_dir", "data",
+                    help="Folder holding the CIFAR archive or its extracted folder (field data_dir); "
+                         "the official archive is downloaded there when missing.")
+    owner = text("Your name", "study_owner", "", max_chars=100, placeholder="anonymous")
 with right:
     if source == OWN_SWEEP:
         st.text_area("Sweep (JSON)", value=EXAMPLE.model_dump_json(indent=1, exclude_defaults=True), height=260,
