@@ -253,3 +253,18 @@ def test_ratio_curves_divide_each_measure_by_its_value_at_a_equal_one():
     np.testing.assert_allclose(ratios["linear"], scales, rtol=1e-12)
     with pytest.raises(ValueError, match="a = 1"):
         ratio_curves(curves, (0.5, 2.0))
+
+
+def test_scale_invariance_measures_of_a_subset_equal_those_of_the_whole_and_the_hessian_ignores_the_region():
+    from toy_problems.scale_invariance import HESSIAN, MEASURES, REGION_MEASURES, MeasureConfig, measures
+
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(2, 6), nn.ReLU(), nn.Linear(6, 2)).double()
+    (x, y), = data(3, n=24)
+    x = x.double()
+    whole = measures(model, x, y, MeasureConfig(rho=0.1, p=2.0, steps=3))
+    assert list(whole) == list(MEASURES)
+    region = measures(model, x, y, MeasureConfig(rho=0.1, p=2.0, steps=3), REGION_MEASURES)
+    assert region == {name: whole[name] for name in REGION_MEASURES}
+    hessian = measures(model, x, y, MeasureConfig(rho=0.3, p=math.inf, steps=3), (HESSIAN,))
+    assert hessian == {HESSIAN: whole[HESSIAN]}

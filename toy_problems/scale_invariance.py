@@ -34,6 +34,8 @@ MEASURES = (
     "Hessian λ_max",
 )
 INVARIANT = ("loss", "adaptive, element-wise", "adaptive, filter-wise")
+HESSIAN = "Hessian λ_max"
+REGION_MEASURES = tuple(name for name in MEASURES if name != HESSIAN)  # those that depend on rho and p
 
 
 class MeasureConfig(BaseModel):
@@ -81,13 +83,16 @@ def rescale_layer(model: nn.Sequential, layer: int, a: float) -> nn.Sequential:
     return rescale_nodes(model, {layers[layer]: a})
 
 
-def measures(model: nn.Module, x: Tensor, y: Tensor, config: MeasureConfig) -> dict[str, float]:
-    """Every entry of MEASURES for ``model`` on (x, y) with cross-entropy loss."""
+def measures(model: nn.Module, x: Tensor, y: Tensor, config: MeasureConfig,
+             names: Sequence[str] = MEASURES) -> dict[str, float]:
+    """The entries ``names`` of MEASURES for ``model`` on (x, y) with cross-entropy loss (HESSIAN does
+    not depend on config's region, so callers may compute and cache it on its own)."""
     with torch_threads():
-        return _measures(model, [(x, y)], config)
+        return _measures(model, [(x, y)], config, names)
 
 
-def _measures(model: nn.Module, batches: list[tuple[Tensor, Tensor]], config: MeasureConfig) -> dict[str, float]:
+def _measures(model: nn.Module, batches: list[tuple[Tensor, Tensor]], config: MeasureConfig,
+              names: Sequence[str]) -> dict[str, float]:
     common = dict(p=config.p, steps=config.steps, restarts=config.restarts, seed=config.seed)
     exact = dict(eta=0.0, normalize_bias=True, **common)
     default = dict(eta=config.eta, normalize_bias=False, **common)
@@ -95,24 +100,31 @@ def _measures(model: nn.Module, batches: list[tuple[Tensor, Tensor]], config: Me
     def estimate(normalization: str | None, options: dict) -> float:
         return sharpness(model, F.cross_entropy, batches, config.rho, normalization=normalization, **options).value
 
-    plain = sharpness(model, F.cross_entropy, batches, config.rho, normalization=None, **exact)
-    return {
-        "loss": plain.loss,
-        "sharpness": plain.value,
-        "adaptive, element-wise": estimate("element", exact),
-        "adaptive, filter-wise": estimate("filter", exact),
-        "adaptive, element-wise (ASAM defaults)": estimate("element", default),
-        "adaptive, filter-wise (ASAM defaults)": estimate("filter", default),
-        "Hessian λ_max": hessian_top_eigenvalue(model, F.cross_entropy, batches, iters=50, tol=1e-4, seed=config.seed),
+    found: dict[str, float] = {}
+    if {"loss", "sharpness"} & set(names):
+        plain = sharpness(model, F.cross_entropy, batches, config.rho, normalization=None, **exact)
+        found.update(loss=plain.loss, sharpness=plain.value)
+    adaptive = {
+        "adaptive, element-wise": ("element", exact),
+        "adaptive, filter-wise": ("filter", exact),
+        "adaptive, element-wise (ASAM defaults)": ("element", default),
+        "adaptive, filter-wise (ASAM defaults)": ("filter", default),
     }
+    for name, (normalization, options) in adaptive.items():
+        if name in names:
+            found[name] = estimate(normalization, options)
+    if HESSIAN in names:
+        found[HESSIAN] = hessian_top_eigenvalue(model, F.cross_entropy, batches, iters=50, tol=1e-4, seed=config.seed)
+    return {name: found[name] for name in names}
 
 
 def measures_over_scales(
-    model: nn.Sequential, x: Tensor, y: Tensor, layer: int, scales: Sequence[float], config: MeasureConfig
+    model: nn.Sequential, x: Tensor, y: Tensor, layer: int, scales: Sequence[float], config: MeasureConfig,
+    names: Sequence[str] = MEASURES,
 ) -> dict[str, np.ndarray]:
-    """MEASURES of rescale_layer(model, layer, a) for each a in ``scales``: name -> (len(scales),)."""
-    rows = [measures(rescale_layer(model, layer, a), x, y, config) for a in scales]
-    return {name: np.array([row[name] for row in rows]) for name in MEASURES}
+    """``names`` of MEASURES for rescale_layer(model, layer, a), each a in ``scales``: name -> (len(scales),)."""
+    rows = [measures(rescale_layer(model, layer, a), x, y, config, names) for a in scales]
+    return {name: np.array([row[name] for row in rows]) for name in names}
 
 
 def ratio_curves(curves: dict[str, np.ndarray], scales: Sequence[float]) -> dict[str, np.ndarray]:

@@ -12,7 +12,9 @@ from views.style import P_CHOICES, TOY_P_CHOICES, method_color
 from views.classifier_plots import boundary_figure
 from toy_problems.classification import DATASETS, decision_grid, grid_axes
 from toy_problems.scale_invariance import (
+    HESSIAN,
     MEASURES,
+    REGION_MEASURES,
     MeasureConfig,
     Reference,
     measures,
@@ -32,19 +34,38 @@ def reference(dataset: str, seed: int) -> Reference:
     return train_reference(reference_config(dataset, seed))
 
 
-@st.cache_data(max_entries=8, show_spinner="Measuring sharpness of Aw for a from 0.1 to 10…")
-def sweep(dataset: str, seed: int, layer: int, rho: float, p: float) -> dict[str, np.ndarray]:
+@st.cache_data(max_entries=16, show_spinner="Measuring sharpness of Aw for a from 0.1 to 10…")
+def region_sweep(dataset: str, seed: int, layer: int, rho: float, p: float) -> dict[str, np.ndarray]:
     ref = reference(dataset, seed)
-    return measures_over_scales(ref.model, ref.x, ref.y, layer, SCALES, MeasureConfig(rho=rho, p=p))
+    return measures_over_scales(ref.model, ref.x, ref.y, layer, SCALES, MeasureConfig(rho=rho, p=p), REGION_MEASURES)
+
+
+@st.cache_data(max_entries=8, show_spinner="Measuring the Hessian of Aw for a from 0.1 to 10…")
+def hessian_sweep(dataset: str, seed: int, layer: int) -> dict[str, np.ndarray]:
+    """λ_max over the scales: it does not depend on ρ or p, so a ρ move does not recompute it."""
+    ref = reference(dataset, seed)
+    return measures_over_scales(ref.model, ref.x, ref.y, layer, SCALES, MeasureConfig(), (HESSIAN,))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def at_scale(dataset: str, seed: int, layer: int, a: float, rho: float, p: float):
+def region_at(dataset: str, seed: int, layer: int, a: float, rho: float, p: float) -> dict[str, float]:
+    ref = reference(dataset, seed)
+    return measures(rescale_layer(ref.model, layer, a), ref.x, ref.y, MeasureConfig(rho=rho, p=p), REGION_MEASURES)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def hessian_and_boundary_at(dataset: str, seed: int, layer: int, a: float):
     ref = reference(dataset, seed)
     model = rescale_layer(ref.model, layer, a)
     x1, x2 = grid_axes(ref.x, 90)
     grid = decision_grid(model, x1, x2).numpy()
-    return measures(model, ref.x, ref.y, MeasureConfig(rho=rho, p=p)), (x1.numpy(), x2.numpy(), grid)
+    return measures(model, ref.x, ref.y, MeasureConfig(), (HESSIAN,)), (x1.numpy(), x2.numpy(), grid)
+
+
+def at_scale(dataset: str, seed: int, layer: int, a: float, rho: float, p: float):
+    """Every measure of Aw and its decision boundary; only the region measures depend on ρ and p."""
+    hessian, boundary = hessian_and_boundary_at(dataset, seed, layer, a)
+    return {**region_at(dataset, seed, layer, a, rho, p), **hessian}, boundary
 
 
 SAM, ASAM = method_color("sam"), method_color("asam")
@@ -123,7 +144,8 @@ with right:
         "first-order ε̂ and one random start (`asam_core.sharpness`)."
     )
 
-common.chart(ratio_figure(sweep(dataset, seed, int(layer) - 1, rho, p), values, base, a), key="si_ratio")
+curves = {**region_sweep(dataset, seed, int(layer) - 1, rho, p), **hessian_sweep(dataset, seed, int(layer) - 1)}
+common.chart(ratio_figure(curves, values, base, a), key="si_ratio")
 
 st.markdown(
     r"""
