@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from asam_core.runs.store import RunStore, StoreError
+from asam_core.runs.store import RunRecord, RunStore, StoreError
 from asam_core.train.metrics import METRIC_FIELDS
 
 EXIT_RECORDED, EXIT_TRANSIENT, EXIT_STORE = 0, 3, 4
@@ -95,37 +95,63 @@ def is_transient(err: OSError) -> bool:
     return err.errno in TRANSIENT_ERRNOS
 
 
-def train_leased_run(store: RunStore, lease: str, retry_delay: float) -> int:
-    """Train the run held by ``lease`` and record its outcome; returns the exit code."""
+def transient_reason(err: OSError) -> str:
+    """Why a run is released after the transient write fault ``err`` (one line)."""
+    return f"could not write {err.filename or 'its checkpoint'}: {err.strerror}; will resume from its last checkpoint"
+
+
+def record_outcome(store: RunStore, lease: str, status: str, reason: str, cancelled: bool, lost: bool,
+                   stopped_because: str) -> str:
+    """Record how the leased run's training ended; returns one line saying what happened.
+
+    done / failed -> ``store.finish`` (failed with ``reason``).  Stopped early (status
+    "cancelled"): its cancel was requested -> finished as cancelled; its lease was lost -> nothing
+    (another worker has it); else -> released back to the queue with ``stopped_because``.  The
+    local run process and the Ray driver (asam_core.runs.ray_worker) both record through this.
+    """
+    if status != "cancelled":
+        store.finish(lease, status, reason if status == "failed" else None)  # type: ignore[arg-type]
+    elif cancelled:
+        store.finish(lease, "cancelled")
+    elif lost:
+        return "its lease was lost (another worker has it); nothing recorded"
+    else:
+        store.release(lease, stopped_because)
+    return f"{status} ({reason})"
+
+
+def train_and_record(store: RunStore, run: RunRecord, lease: str, sink: StoreSink, run_dir: Path,
+                     retry_delay: float) -> int:
+    """Train ``run`` into ``run_dir`` (resuming from its checkpoint) through ``sink`` and record
+    the outcome in ``store``; returns the exit code.  ``store`` is the run store here, or a Ray
+    task's stand-in that sends the writes to its driver (asam_core.runs.ray_task)."""
     from asam_core.train.loop import train  # torch: imported here, in the run's own process
 
+    try:
+        result = train(run.config, sink, run_dir, resume=True, run_key=run.key)
+        sink.flush()
+    except OSError as err:
+        if not is_transient(err):
+            raise
+        reason = transient_reason(err)
+        _say(reason)
+        store.release(lease, reason, delay=retry_delay)
+        return EXIT_TRANSIENT
+    stopped_because = "its worker stopped" if sink.stop_requested else "its worker died"
+    _say(f"run {run.id}: " + record_outcome(store, lease, result.status, result.reason, sink.cancelled, sink.lost,
+                                            stopped_because))
+    return EXIT_RECORDED
+
+
+def train_leased_run(store: RunStore, lease: str, retry_delay: float) -> int:
+    """Train the run held by ``lease`` and record its outcome; returns the exit code."""
     run = store.leased_run(lease)
     if run is None:
         _say("the run's lease was lost before it started; nothing to do")
         return EXIT_RECORDED
     sink = StoreSink(store, lease)
     signal.signal(signal.SIGTERM, lambda *_: setattr(sink, "stop_requested", True))
-    try:
-        result = train(run.config, sink, store.run_dir(run.key), resume=True, run_key=run.key)
-        sink.flush()
-    except OSError as err:
-        if not is_transient(err):
-            raise
-        reason = f"could not write {err.filename or 'its checkpoint'}: {err.strerror}; will resume from its last checkpoint"
-        _say(reason)
-        store.release(lease, reason, delay=retry_delay)
-        return EXIT_TRANSIENT
-    if result.status != "cancelled":
-        store.finish(lease, result.status, result.reason if result.status == "failed" else None)
-    elif sink.cancelled:
-        store.finish(lease, "cancelled")
-    elif sink.lost:
-        _say(f"run {run.id}: its lease was lost (another worker has it); nothing recorded")
-        return EXIT_RECORDED
-    else:
-        store.release(lease, "its worker stopped" if sink.stop_requested else "its worker died")
-    _say(f"run {run.id}: {result.status} ({result.reason})")
-    return EXIT_RECORDED
+    return train_and_record(store, run, lease, sink, store.run_dir(run.key), retry_delay)
 
 
 def main(argv: list[str] | None = None) -> int:

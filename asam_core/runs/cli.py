@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
+import importlib.util
 import json
 import logging
 import math
@@ -59,6 +60,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MAX_HANG_AFTER_S = 7 * 24 * 3600.0
 MAX_POLL_S = 5.0
 MAX_RUN_ID = 2**63 - 1
+SLOTS_DEFAULT = 1
+MAX_RESOURCE_PER_RUN = 1024
+RAY_MISSING = "the Ray extra is not installed (pip install -r requirements-ray.txt)"
 
 
 class UsageError(Exception):
@@ -447,17 +451,53 @@ def _settings_command(args: argparse.Namespace) -> int:
 
 def _worker_command(args: argparse.Namespace) -> int:
     cores = os.cpu_count() or 1
-    if not 1 <= args.slots <= cores:
+    if args.ray is None and not 1 <= args.slots <= cores:
         raise UsageError(f"--slots must be from 1 to the {cores} CPU core(s) of this machine (got {args.slots})")
     if not (math.isfinite(args.poll) and 0 < args.poll <= MAX_POLL_S):
         raise UsageError(f"--poll must be a number of seconds in (0, {MAX_POLL_S:g}] (got {args.poll})")
     if not (math.isfinite(args.hang_after) and 10 <= args.hang_after <= MAX_HANG_AFTER_S):
         raise UsageError(f"--hang-after must be a number of seconds in [10, {MAX_HANG_AFTER_S:g}] (got {args.hang_after})")
+    if args.ray is not None:
+        return _ray_worker_command(args)
     from asam_core.runs.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     stopped = run_worker(RunStore(args.root), slots=args.slots, exit_when_idle=args.exit_when_idle, poll=args.poll,
                          hang_after=args.hang_after)
+    return EXIT_OK if stopped is None else EXIT_FAILED
+
+
+def _ray_worker_command(args: argparse.Namespace) -> int:
+    """``worker --ray ADDRESS``: the worker as a Ray driver (asam_core.runs.ray_worker)."""
+    if not args.ray.strip():
+        raise UsageError("--ray needs the address of a Ray cluster, e.g. 127.0.0.1:6379")
+    if args.slots != SLOTS_DEFAULT:
+        raise UsageError("--slots is for the local worker: with --ray the cluster's capacity decides "
+                         "(see --cpus-per-run, --gpus-per-run)")
+    if not (math.isfinite(args.cpus_per_run) and 0 < args.cpus_per_run <= MAX_RESOURCE_PER_RUN):
+        raise UsageError(f"--cpus-per-run must be a number in (0, {MAX_RESOURCE_PER_RUN}] (got {args.cpus_per_run})")
+    if args.gpus_per_run is not None and not (math.isfinite(args.gpus_per_run)
+                                              and 0 <= args.gpus_per_run <= MAX_RESOURCE_PER_RUN):
+        raise UsageError(f"--gpus-per-run must be a number in [0, {MAX_RESOURCE_PER_RUN}] (got {args.gpus_per_run})")
+    if importlib.util.find_spec("ray") is None:
+        print(f"error: {RAY_MISSING}", file=sys.stderr)
+        return EXIT_FAILED
+    from asam_core.runs.ray_worker import RayUnavailable, run_ray_worker
+
+    store = RunStore(args.root)
+    if args.storage is not None:
+        try:
+            args.storage.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UsageError(f"--storage {args.storage}: cannot create the folder ({err.strerror}); give a folder "
+                             "every Ray node can write at that path") from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    try:
+        stopped = run_ray_worker(store, args.ray, args.storage, args.cpus_per_run, args.gpus_per_run,
+                                 exit_when_idle=args.exit_when_idle, poll=args.poll, hang_after=args.hang_after)
+    except RayUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK if stopped is None else EXIT_FAILED
 
 
@@ -517,13 +557,22 @@ def add_store_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_settings_command)
 
     parser = _store_parser(subparsers, "worker", "train queued runs until stopped (SIGTERM / Ctrl-C)")
-    parser.add_argument("--slots", type=int, default=1, help="runs trained at once, one process each (default: 1)")
+    parser.add_argument("--slots", type=int, default=SLOTS_DEFAULT,
+                        help="runs trained at once, one process each (default: 1)")
     parser.add_argument("--poll", type=float, default=0.5,
                         help=f"seconds between looks at the store, at most {MAX_POLL_S:g} (default: 0.5)")
     parser.add_argument("--exit-when-idle", action="store_true", help="exit once nothing is running or queued")
     parser.add_argument("--hang-after", type=float, default=1800.0, metavar="SECONDS",
                         help="a run whose step and epoch do not move for this long is hung: its process is killed "
                              "and the run requeued (or failed after max_attempts) (default: 1800)")
+    ray = parser.add_argument_group("Ray backend (pip install -r requirements-ray.txt)")
+    ray.add_argument("--ray", metavar="ADDRESS", help="train each run as a Ray task on the cluster at ADDRESS "
+                     "(e.g. 127.0.0.1:6379), as many at once as the cluster holds; the app passes $RAY_ADDRESS")
+    ray.add_argument("--storage", type=Path, metavar="DIR", help="checkpoint folder every Ray node reaches at "
+                     "this path (default: the store's checkpoints folder, for a single machine)")
+    ray.add_argument("--cpus-per-run", type=float, default=1.0, help="CPUs each run's task asks for (default: 1)")
+    ray.add_argument("--gpus-per-run", type=float, help="GPUs each run's task asks for, fractional to share one "
+                     "(default: 0.25 on a cluster with GPUs, else 0; runs with device cpu ask for none)")
     parser.set_defaults(handler=_worker_command)
 
 

@@ -725,9 +725,17 @@ class RunStore:
             self._retain(row["key"], self.settings()["keep_final_weights"])
         return row is not None
 
+    def retain(self, folder: Path) -> list[Path]:
+        """Apply the retention rule to a done run's folder kept outside the store (a Ray cluster's
+        checkpoint storage, asam_core.runs.ray_worker); returns what was deleted."""
+        return self._retain_folder(Path(folder), self.settings()["keep_final_weights"])
+
     def _retain(self, key: str, keep_final_weights: bool) -> list[Path]:
         """Apply the retention rule to a done run's folder; returns what was deleted."""
-        folder = self.run_dir(key)
+        return self._retain_folder(self.run_dir(key), keep_final_weights)
+
+    @staticmethod
+    def _retain_folder(folder: Path, keep_final_weights: bool) -> list[Path]:
         removed = []
         try:
             if keep_final_weights and (folder / CHECKPOINT_NAME).is_file():

@@ -34,7 +34,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 from asam_core.runs import reports
 from asam_core.runs.child import EXIT_RECORDED, EXIT_TRANSIENT
@@ -73,12 +73,28 @@ def log_tail(path: Path, offset: int, lines: int = LOG_TAIL_LINES) -> str:
     return " | ".join([line.strip() for line in text.splitlines() if line.strip()][-lines:])
 
 
+class RunProcess(Protocol):
+    """What the supervisor needs of a run's process: a subprocess.Popen, or a Ray task seen as one
+    (asam_core.runs.ray_worker.RayRun)."""
+
+    pid: int | None
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
 @dataclass
 class _Job:
     """One run's process, as the supervisor sees it."""
 
     claim: Claim
-    process: subprocess.Popen
+    process: RunProcess
     log_path: Path
     log_offset: int
     stop_asked: float | None = None  # monotonic time the run was asked to stop (cancel, lost lease, shutdown)
@@ -143,7 +159,7 @@ class Worker:
                     if last_error is not None:
                         log.info("worker %d: the run store works again", self.pid)
                     last_error = None
-                self.shutdown.wait(self.poll)
+                self._idle(self.poll)
         finally:
             self._stop_all()
             if self.stopped_because is None:
@@ -152,6 +168,14 @@ class Worker:
                 except StoreError as err:
                     log.error("worker %d: %s", self.pid, err)
             log.info("worker %d: stopped", self.pid)
+
+    def _idle(self, seconds: float) -> None:
+        """Wait between polls (returns early on shutdown)."""
+        self.shutdown.wait(seconds)
+
+    def _exit_text(self, job: _Job) -> str:
+        """How a run's process ended, for the reason stored with a requeued run."""
+        return f"its process {exit_reason(job.process.returncode)}"
 
     def _heartbeat(self) -> None:
         live = [job for job in self.jobs if not job.outcome_pending and job.process.poll() is None]
@@ -254,7 +278,7 @@ class Worker:
                     log.warning("run %d: %s; back in the queue", job.run_id, reason)
             else:
                 tail = log_tail(job.log_path, job.log_offset)
-                reason = (job.hung or f"its process {exit_reason(code)}") + (f"; last output: {tail}" if tail else "")
+                reason = (job.hung or self._exit_text(job)) + (f"; last output: {tail}" if tail else "")
                 status = self.store.requeue_or_fail(lease, reason[:REASON_CHARS])
                 log.warning("run %d: %s -> %s", job.run_id, reason[:REASON_CHARS], status)
             self.jobs.remove(job)
