@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
-import importlib.util
 import json
 import logging
 import math
@@ -479,11 +478,13 @@ def _ray_worker_command(args: argparse.Namespace) -> int:
     if args.gpus_per_run is not None and not (math.isfinite(args.gpus_per_run)
                                               and 0 <= args.gpus_per_run <= MAX_RESOURCE_PER_RUN):
         raise UsageError(f"--gpus-per-run must be a number in [0, {MAX_RESOURCE_PER_RUN}] (got {args.gpus_per_run})")
-    if importlib.util.find_spec("ray") is None:
+    try:
+        from asam_core.runs.ray_worker import RayUnavailable, run_ray_worker
+    except ImportError as err:
+        if (err.name or "").partition(".")[0] != "ray":
+            raise
         print(f"error: {RAY_MISSING}", file=sys.stderr)
         return EXIT_FAILED
-    from asam_core.runs.ray_worker import RayUnavailable, run_ray_worker
-
     store = RunStore(args.root)
     if args.storage is not None:
         try:
