@@ -16,7 +16,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from asam_core.methods import METHODS
 from asam_core.runs import reports, resources
-from asam_core.runs.launcher import ensure_worker
+from asam_core.runs.launcher import ensure_worker, ray_address
 from asam_core.runs.store import RunRecord, RunStore, StoreError, StoreGone, default_root, this_host
 from asam_core.train.config import (
     MAX_SEEDS, PRESET_DESCRIPTIONS, PRESET_MEASURED, PRESETS, RunConfig, find_preset, format_validation_error,
@@ -261,7 +261,9 @@ def show_runs() -> None:
         st.info("No runs yet: queue one above.")
         return
     workers = len(store.live_workers(this_host()))
-    st.caption(f"{workers} worker process{'es' if workers != 1 else ''} running; runs and worker log in "
+    address = ray_address()
+    backend = f" (a Ray driver: runs train on the Ray cluster at `{address}`, from $RAY_ADDRESS)" if address else ""
+    st.caption(f"{workers} worker process{'es' if workers != 1 else ''} running{backend}; runs and worker log in "
                f"`{store.root}` (command line: `python -m asam_core.runs --help`).")
     st.dataframe(reports.run_rows(runs, store.best_test_acc()), hide_index=True, key="cifar_table", column_config={
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
