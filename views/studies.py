@@ -180,9 +180,9 @@ def show_results() -> None:
         else:
             chart(figures.curves_figure(curves, study.sweep), "study_curves")
             higher = study.sweep.y == "test_acc"
-            if study.sweep.x == "rho":  # "which rho?": the best of each curve with its interval
+            if study_results.names_best(study.sweep):  # "which rho?": the best of each curve, with its interval
                 st.write("  \n".join(
-                    f"**{c.series}**: best ρ = {c.best(higher).x:g}, {c.best(higher).mean:.2f}%"
+                    f"**{c.series}**: best {figures.x_symbol(study.sweep)} = {c.best(higher).x:g}, {c.best(higher).mean:.2f}%"
                     + (f" ± {c.best(higher).half:.2f}" if c.best(higher).half else "") for c in curves))
     else:
         result = study_results.correlation(study.sweep, records, metrics)

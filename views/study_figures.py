@@ -31,6 +31,11 @@ def _line(series: str, index: int) -> dict:
     return dict(color=RUN_PALETTE[index % len(RUN_PALETTE)], width=3, dash="dash" if "reference" in series else "solid")
 
 
+def x_symbol(sweep: Sweep) -> str:
+    """The x option as the papers write it: ρ, η, else its field name."""
+    return {"rho": "ρ", "eta": "η"}.get(sweep.x, sweep.x)
+
+
 def x_title(sweep: Sweep) -> str:
     return RunConfig.model_fields[sweep.x].title or sweep.x
 

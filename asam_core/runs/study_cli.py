@@ -124,12 +124,15 @@ def _show(args: argparse.Namespace) -> int:
     rows = study_results.study_rows(study.sweep, study.run_ids, records, metrics)
     print(text_table(rows, list(rows[0])))
     if study.sweep.figure == "curves":
-        higher = study.sweep.y == "test_acc"
-        for curve in study_results.curves(study.sweep, records, metrics):
-            best = curve.best(higher)
-            half = "" if best.half is None else f" ± {best.half:.2f}"
-            print(f"{curve.series}: best {study.sweep.x} = {best.x:g}, {study.sweep.y} {best.mean:.2f}{half} "
-                  f"({len(best.run_ids)} run(s))")
+        curves = study_results.curves(study.sweep, records, metrics)
+        print(text_table([{"series": c.series, study.sweep.x: f"{p.x:g}", study.sweep.y: p.mean,
+                           "95% ±": p.half, "runs": len(p.run_ids)} for c in curves for p in c.points],
+                         ("series", study.sweep.x, study.sweep.y, "95% ±", "runs")))
+        if study_results.names_best(study.sweep):
+            for curve in curves:
+                best = curve.best(study.sweep.y == "test_acc")
+                half = "" if best.half is None else f" ± {best.half:.2f}"
+                print(f"{curve.series}: best {study.sweep.x} = {best.x:g}, {study.sweep.y} {best.mean:.2f}{half}")
     else:
         result = study_results.correlation(study.sweep, records, metrics)
         print(text_table([{"measure": title, "n": len(result.points[m]), "tau": _number(result.tau[m]),

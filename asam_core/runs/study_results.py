@@ -39,6 +39,16 @@ VALUE_COLUMNS = ("test_acc", "gap", "sharpness", "adaptive_sharpness", "sharpnes
                  "lambda_max")
 
 
+# Options one tunes (a curve's best x is worth naming), unlike conditions such as the label-noise rate.
+TUNED_OPTIONS = frozenset({"rho", "eta", "lr", "weight_decay", "momentum", "batch_size", "m", "dropout",
+                           "label_smoothing", "p"})
+
+
+def names_best(sweep: Sweep) -> bool:
+    """Whether the best x of each curve answers a question ("which rho?"): x is an option one tunes."""
+    return sweep.x in TUNED_OPTIONS
+
+
 def series_name(config: RunConfig) -> str:
     """The curve a run belongs to: its label, else its method's title."""
     return config.label or METHODS[config.optimizer].title
