@@ -200,6 +200,19 @@ def test_every_control_is_in_the_url_and_a_shared_url_restores_them(store):
     assert (shared.number_input(key="cifar_f_epochs").value, shared.selectbox(key="cifar_f_model").value) == (7, "resnet32")
 
 
+def test_a_teacher_can_hide_and_lock_form_fields_and_the_queued_run_keeps_their_url_values(store):
+    at = open_page({"cifar_f_rho": "0.3", "cifar_f_epochs": "3", "hide": "cifar_f_rho",
+                    "lock": "cifar_f_epochs,cifar_preset"})
+    assert not [w for w in at.number_input if w.key == "cifar_f_rho"], "a hidden field is not drawn"
+    assert at.number_input(key="cifar_f_epochs").disabled and at.selectbox(key="cifar_preset").disabled
+    assert not at.number_input(key="cifar_f_lr").disabled
+    at.radio(key="cifar_member").set_value(1).run()  # the member changes the open fields, not the pinned ones
+    at.number_input(key="cifar_f_lr").set_value(0.02)
+    at.button(key="FormSubmitter:cifar_launch-Start run").click().run()
+    (run,) = store.list_runs()
+    assert (run.config.rho, run.config.epochs, run.config.lr, run.config.optimizer) == (0.3, 3, 0.02, "sam")
+
+
 def test_bad_form_values_in_the_url_are_named_and_the_preset_values_kept(store):
     at = open_page({"cifar_f_epochs": "0", "cifar_preset": "nope", "cifar_f_label": "[x](http://evil.example)"})
     warning = at.warning[0].value

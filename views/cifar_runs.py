@@ -26,7 +26,8 @@ from asam_core.train.data import DataUnavailable, data_status
 from views import cifar_analysis as analysis
 from views import cifar_figures as figures
 from views import cifar_form as form
-from views.common import shown
+from views import teacher
+from views.common import keep_pinned, shown
 
 AUTOSTART_WORKER = os.environ.get("ASAM_LAB_WORKER_AUTOSTART", "1") != "0"
 MAIN_FIELDS = ("optimizer", "model", "rho", "epochs", "subset_per_class", "lr", "batch_size", "label")
@@ -68,7 +69,8 @@ def preset_member() -> RunConfig:
 
 
 def load_preset() -> None:
-    """Fill the form with the chosen preset member."""
+    """Fill the form with the chosen preset member (fields the teacher hid or locked keep their values:
+    ``keep_pinned``)."""
     for name, value in form.form_values(preset_member()).items():
         st.session_state[f"{form.URL_PREFIX}{name}"] = value
 
@@ -157,30 +159,39 @@ def queue(configs: list[RunConfig], owner: str, where: DeltaGenerator) -> None:
 
 
 def field_widget(spec: form.FieldSpec) -> None:
+    """The form field of ``spec``: not drawn when the teacher hid it, disabled when locked (views.teacher)."""
     key, label = f"{form.URL_PREFIX}{spec.name}", spec.label
+    if teacher.hidden(key):
+        return
+    common = dict(key=key, help=spec.help, disabled=teacher.locked(key))
     if spec.kind == "select":
         default_text = "default for the optimizer"
-        st.selectbox(label, spec.options, key=key, help=spec.help, placeholder=default_text,
-                     format_func=lambda o: default_text if o is None else str(o))
+        st.selectbox(label, spec.options, placeholder=default_text,
+                     format_func=lambda o: default_text if o is None else str(o), **common)
     elif spec.kind == "checkbox":
-        st.checkbox(label, key=key, help=spec.help)
+        st.checkbox(label, **common)
     elif spec.kind == "text":
-        st.text_input(label, key=key, help=spec.help)
+        st.text_input(label, **common)
     else:
         st.number_input(label, value=None, step=1 if spec.kind == "int" else None,
-                        format="%d" if spec.kind == "int" else "%g", key=key, help=spec.help,
-                        placeholder="default" if spec.optional else "required")
+                        format="%d" if spec.kind == "int" else "%g",
+                        placeholder="default" if spec.optional else "required", **common)
 
 
 if "cifar_preset" not in st.session_state:
     state_from_url()
+for pinned_key in ("cifar_preset", "cifar_member", *(f"{form.URL_PREFIX}{s.name}" for s in FIELDS)):
+    keep_pinned(pinned_key)
 
 st.subheader("Start a run")
 left, right = st.columns([2, 3])
-left.selectbox("Preset", list(PRESETS), key="cifar_preset", on_change=load_preset)
+if not teacher.hidden("cifar_preset"):
+    left.selectbox("Preset", list(PRESETS), key="cifar_preset", on_change=load_preset,
+                   disabled=teacher.locked("cifar_preset"))
 members = [METHODS[config.optimizer].title for config in PRESETS[st.session_state.cifar_preset]]
-left.radio("Optimizer of the preset", range(len(members)), key="cifar_member", on_change=load_preset,
-           horizontal=True, format_func=members.__getitem__)
+if not teacher.hidden("cifar_member"):
+    left.radio("Optimizer of the preset", range(len(members)), key="cifar_member", on_change=load_preset,
+               horizontal=True, format_func=members.__getitem__, disabled=teacher.locked("cifar_member"))
 right.caption(PRESET_DESCRIPTIONS[st.session_state.cifar_preset])
 right.caption(PRESET_MEASURED[st.session_state.cifar_preset])
 preset_estimates = [resources.estimate(c, history()) for c in PRESETS[st.session_state.cifar_preset]]

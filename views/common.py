@@ -55,16 +55,22 @@ def _to_url(key: str, value: Any) -> Any:
     return value
 
 
+def keep_pinned(key: str) -> None:
+    """A control the teacher hid or locked keeps its first value in session state, whatever a callback
+    or Streamlit's clean-up of undrawn widgets did to it (``key`` must hold a value already)."""
+    if teacher.hidden(key) or teacher.locked(key):
+        pinned = st.session_state.setdefault(_PINNED, {})
+        st.session_state[key] = pinned.setdefault(key, st.session_state[key])
+
+
 def _draw(key: str, widget: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``widget(*args, key=key, **kwargs)`` with its value mirrored to the URL; a hidden control is not
     drawn and a locked one is disabled, both pinned to their first value (views.teacher)."""
-    hidden, locked = teacher.hidden(key), teacher.locked(key)
-    if hidden or locked:
-        pinned = st.session_state.setdefault(_PINNED, {})
-        st.session_state[key] = pinned.setdefault(key, st.session_state[key])
+    hidden = teacher.hidden(key)
+    keep_pinned(key)
     if hidden:
         return _to_url(key, st.session_state[key])
-    return _to_url(key, widget(*args, key=key, **kwargs, **({"disabled": True} if locked else {})))
+    return _to_url(key, widget(*args, key=key, **kwargs, **({"disabled": True} if teacher.locked(key) else {})))
 
 
 def slider(label: str, key: str, min_value: float, max_value: float, default: float, step: float, **kwargs: Any) -> Any:
