@@ -2,7 +2,8 @@
 worker as a Ray driver in its own process (``worker --ray ADDRESS``, started as the app does with
 $RAY_ADDRESS set), tiny runs of test_runs_worker's data: a study of 4 runs end to end, a task's
 process killed with SIGKILL mid-run (requeued, resumed from its checkpoint, every epoch stored
-once), a cancel, and the one-line errors without a cluster or without Ray.
+once), a lost lease and a cancel (each stops its task), and the one-line errors without a cluster or
+without Ray.
 
 Without Ray installed the module is skipped; with ASAM_REQUIRE_RAY=1 (CI) that is a failure.
 """
@@ -21,7 +22,7 @@ from conftest import ROOT, free_port
 from test_runs_worker import assert_same_metrics, data_dir, sam_run, tiny, wait_for  # noqa: F401 (fixtures)
 
 from asam_core.runs.launcher import start_worker
-from asam_core.runs.store import RunStore, pid_alive
+from asam_core.runs.store import RunStore, pid_alive, this_host
 from asam_core.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 RAY_MISSING = "the Ray extra is not installed (pip install -r requirements-ray.txt)"
@@ -132,15 +133,21 @@ def test_a_task_killed_with_sigkill_is_requeued_and_resumes_from_its_checkpoint(
     assert_same_metrics(store.metrics([run_id]), reference)  # epochs 1..3, each once, as if never interrupted
 
 
-def test_cancel_stops_a_running_task(store, ray_worker, data_dir):
+def test_a_lost_lease_stops_the_task_and_a_cancel_stops_the_next(store, ray_worker, data_dir):
     run_id = store.submit(tiny(data_dir, optimizer="sgd", epochs=500), "ada")
     wait_for(lambda: store.get(run_id).epoch >= 1, "the run's first epoch", 120)
-    pid = store.get(run_id).run_pid
+    first = store.get(run_id).run_pid
+    assert store.requeue_orphans(this_host(), stale_after=-1.0) == [run_id]  # its lease is gone
+    wait_for(lambda: not pid_alive(first), "the task of the lost lease to stop", 30)
+    wait_for(lambda: store.get(run_id).run_pid not in (None, first), "the run's second task", 60)
+    second = store.get(run_id).run_pid
     assert store.request_cancel(run_id) == "running"
     wait_for(lambda: store.get(run_id).status == "cancelled", "the cancel", 30)
-    wait_for(lambda: not pid_alive(pid), "the task's process to end", 30)
+    wait_for(lambda: not pid_alive(second), "the cancelled task's process to end", 30)
     wait_until_idle(store, ray_worker)
-    assert store.get(run_id).epoch < 500
+    run = store.get(run_id)
+    assert (run.attempts, run.epoch < 500) == (2, True)
+    assert [m["epoch"] for m in store.metrics([run_id])] == list(range(1, run.epoch + 1))
 
 
 def test_worker_ray_without_a_cluster_says_so_in_one_line(tmp_path):

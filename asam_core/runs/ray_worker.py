@@ -26,7 +26,9 @@ becomes a Ray task (asam_core.runs.ray_task.train_events) instead of a child pro
   another folder the driver applies the store's retention rule there when a run is done.
 
 The project must be importable on every node (the same checkout path, or installed); the driver
-puts its own checkout on the tasks' PYTHONPATH.  ``connect`` joins the cluster, with one line when
+puts its own checkout on the tasks' PYTHONPATH.  A task's output (one line per outcome or
+problem) reaches the driver's output through Ray's log forwarding (the app's ``worker.log``),
+not a run.log in the run's folder.  ``connect`` joins the cluster, with one line when
 Ray is missing or nothing answers at the address.
 """
 from __future__ import annotations
