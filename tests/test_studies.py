@@ -87,6 +87,7 @@ def test_a_tiny_real_study_finishes_and_its_aggregate_matches_its_runs(store, tm
     metrics = store.metrics(list(study.run_ids))
     assert sorted({(m["run_id"], m["epoch"]) for m in metrics}) == [(i, e) for i in study.run_ids for e in (1, 2)]
     final = {m["run_id"]: m for m in metrics if m["epoch"] == 2}
+    assert all(m["train_eval_acc"] is None for m in metrics if m["epoch"] == 1), "measured at the last epoch only"
     curves = study_results.curves(study.sweep, records, metrics)
     assert [c.series for c in curves] == ["SGD", "SAM"]
     for curve, ids in zip(curves, (study.run_ids[:2], study.run_ids[2:])):
@@ -102,7 +103,7 @@ def test_a_tiny_real_study_finishes_and_its_aggregate_matches_its_runs(store, tm
     for row in rows:
         m = final[int(row["run"])]
         assert float(row["test_acc"]) == pytest.approx(100 * m["test_acc"])
-        assert float(row["gap"]) == pytest.approx(100 * (m["train_acc"] - m["test_acc"]))
+        assert float(row["gap"]) == pytest.approx(100 * (m["train_eval_acc"] - m["test_acc"]))
         assert float(row["sharpness_inf"]) == pytest.approx(m["sharpness_inf"]) and row["status"] == "done"
     code, out, _ = cli(capsys, "study", "show", "1")
     assert code == 0 and "SGD: best lr = 0.05" in out and "(done; 4 runs: 4 done)" in out

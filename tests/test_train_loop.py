@@ -86,6 +86,22 @@ def test_eval_interval_leaves_test_metrics_empty_except_the_last_epoch(data_dir,
     assert [m.test_acc is None for m in sink.epochs] == [True, False, False]
 
 
+def test_the_final_models_training_accuracy_is_measured_in_eval_mode_on_the_labels_it_trained_on(data_dir, tmp_path):
+    from asam_core.train.data import load_cifar, normalize
+    from asam_core.train.models import build_model
+
+    config = tiny(data_dir, optimizer="sgd", dropout=0.5, label_noise=0.3)
+    sink = Recorder()
+    train(config, sink, tmp_path)
+    assert sink.epochs[0].train_eval_acc is None and sink.epochs[-1].train_eval_acc is not None
+    data = load_cifar("cifar10", data_dir, label_noise=0.3)
+    model = build_model("small_cnn", 10, dropout=0.5)
+    model.load_state_dict(load_checkpoint(tmp_path / CHECKPOINT_NAME)["model"])
+    with torch.no_grad():
+        correct = (model.eval()(normalize(data.train_x, data)).argmax(1) == data.train_y).float().mean().item()
+    assert sink.epochs[-1].train_eval_acc == pytest.approx(correct, abs=1 / 20 + 1e-9)  # at most one near-tie apart
+
+
 def _final_state(directory):
     state = load_checkpoint(directory / CHECKPOINT_NAME)
     return state["model"], state["optimizer"]["state"]

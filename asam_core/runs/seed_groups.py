@@ -2,8 +2,9 @@
 the 95% t-interval over seeds (asam_core.stats.mean_interval).  Pure functions, no torch.
 
 A run's values are those of its last evaluated epoch: test accuracy (%), generalization gap
-(training accuracy - test accuracy, in points; training accuracy on the labels it trained on), and
-the flatness measures of its last measured epoch (asam_core.train.metrics.FLATNESS_METRICS).
+(training accuracy - test accuracy, in points; training accuracy on the labels it trained on: the
+final model's in eval mode, train_eval_acc, where the run measured it, else the epoch's running
+train_acc), and the flatness measures of its last measured epoch (metrics.FLATNESS_METRICS).
 Runs whose config is invalid (quarantined) or that have no evaluated epoch are left out.
 """
 from __future__ import annotations
@@ -45,7 +46,8 @@ def final_values(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     if evaluated:
         last = evaluated[-1]
         values["test_acc"] = 100.0 * last["test_acc"]
-        values["gap"] = 100.0 * (last["train_acc"] - last["test_acc"])
+        train = last.get("train_eval_acc")
+        values["gap"] = 100.0 * ((last["train_acc"] if train is None else train) - last["test_acc"])
     for measure in FLATNESS_METRICS:
         measured = [r[measure] for r in rows if r.get(measure) is not None]
         if measured:

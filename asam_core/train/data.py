@@ -320,7 +320,9 @@ def train_batches(
         yield normalize(x, data), data.train_y[idx]
 
 
-def test_batches(data: CifarData, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-    """The test set in order, normalized, in batches of ``batch_size``."""
-    for i in range(0, len(data.test_y), batch_size):
-        yield normalize(data.test_x[i:i + batch_size], data), data.test_y[i:i + batch_size]
+def eval_batches(data: CifarData, batch_size: int, split: str = "test") -> Iterator[tuple[Tensor, Tensor]]:
+    """The ``split`` ("test", or "train" with the labels trained on) in order, normalized, without
+    augmentation, in batches of ``batch_size``."""
+    x, y = (data.test_x, data.test_y) if split == "test" else (data.train_x, data.train_y)
+    for i in range(0, len(y), batch_size):
+        yield normalize(x[i:i + batch_size], data), y[i:i + batch_size]

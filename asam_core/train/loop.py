@@ -35,7 +35,7 @@ from asam_core.optim import SAM
 from asam_core.step import training_step
 from asam_core.train.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from asam_core.train.config import RunConfig
-from asam_core.train.data import CifarData, DataUnavailable, load_cifar, steps_per_epoch, test_batches, train_batches
+from asam_core.train.data import CifarData, DataUnavailable, eval_batches, load_cifar, steps_per_epoch, train_batches
 from asam_core.train.flatness import PROFILE_T, Flatness, flatness_batch, loss_surface, measure_flatness
 from asam_core.train.metrics import FLATNESS_METRICS, EpochMetrics
 from asam_core.train.path_sketch import PathSketch
@@ -147,17 +147,19 @@ class Trainer:
                                 dataset=self.config.dataset, model_seed=self.config.seed)
 
     @torch.no_grad()
-    def evaluate(self) -> tuple[float, float]:
-        """Plain cross-entropy and accuracy on the test set."""
+    def evaluate(self, split: str = "test") -> tuple[float, float]:
+        """Plain cross-entropy and accuracy on the test set (or the training set with the labels it
+        trains on), in eval mode."""
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
-        for x, y in test_batches(self.data, EVAL_BATCH_SIZE):
+        n = 0
+        for x, y in eval_batches(self.data, EVAL_BATCH_SIZE, split):
             outputs = self.forward(self.layout(x)).float()
             loss_sum += F.cross_entropy(outputs, y, reduction="sum")
             correct += (outputs.argmax(1) == y).sum()
+            n += len(y)
         self.model.train()
-        n = len(self.data.test_y)
         return loss_sum.item() / n, correct.item() / n
 
     def state(self, epoch: int, metrics: EpochMetrics, run_key: str | None) -> dict:
@@ -272,6 +274,7 @@ def train(config: RunConfig, sink: TrainSink, checkpoint_dir: Path, resume: bool
         if epoch == config.epochs:
             surface = loss_surface(run.model, flatness_batch(data), run.sketch, config.seed)
             artifacts["loss_surface"] = json.dumps(surface).encode()
+            measured["train_eval_acc"] = run.evaluate("train")[1]
         last = EpochMetrics(epoch=epoch, train_loss=train_loss, train_acc=correct.item() / seen, test_loss=test_loss,
                             test_acc=test_acc, lr=run.last_lr, seconds=time.perf_counter() - began,
                             traj_x=traj_x, traj_y=traj_y, **measured)

@@ -20,6 +20,9 @@ class EpochMetrics:
     sharpness, adaptive_sharpness, lambda_max, sharpness_inf, adaptive_sharpness_inf: the model's
     flatness (asam_core.train.flatness; the last two with p = inf) on
     epochs where it was measured (the last, and every ``flatness_every_epochs``), else None.
+    train_eval_acc: accuracy of the final model on the whole training set with the labels it trained
+    on, in eval mode (no dropout, BatchNorm's running statistics, no augmentation); last epoch only.
+    It, not the running train_acc, gives the generalization gap.
     """
 
     epoch: int
@@ -36,6 +39,7 @@ class EpochMetrics:
     lambda_max: float | None = None
     sharpness_inf: float | None = None
     adaptive_sharpness_inf: float | None = None
+    train_eval_acc: float | None = None
 
 
 METRIC_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(EpochMetrics))
