@@ -100,6 +100,17 @@ def test_a_finished_curve_study_draws_means_with_intervals_like_the_core(store):
     assert len(at.get("download_button")) == 1
 
 
+def test_a_study_of_one_setting_puts_its_series_side_by_side(store):
+    sweep = Sweep(name="one", base={"model": "small_cnn", "label_noise": 0.4}, x="label_noise",
+                  variants=[{"optimizer": "sgd", "label": "SGD"}, {"optimizer": "sam", "label": "SAM"}], seeds=[0, 1])
+    study = studies.submit(store, sweep, "ada")
+    finish(store, {i: {"test_acc": a, "test_loss": 1.0} for i, a in zip(study.run_ids, (0.30, 0.32, 0.35, 0.36))})
+    spec = json.loads(open_page().get("plotly_chart")[0].proto.spec)
+    assert [t["x"] for t in spec["data"]] == [["SGD"], ["SAM"]]
+    assert [t["y"] for t in spec["data"]] == [pytest.approx([31.0]), pytest.approx([35.5])]
+    assert "at label_noise = 0.4" in spec["layout"]["title"]["text"]
+
+
 def test_a_correlation_study_shows_table1_and_four_scatters(store):
     sweep = Sweep(name="gap", figure="correlation", base={"model": "small_cnn", "optimizer": "sgd"},
                   grid={"lr": [0.05, 0.1], "weight_decay": [0.0, 5e-4]})

@@ -41,26 +41,30 @@ def x_title(sweep: Sweep) -> str:
 
 
 def curves_figure(curves: Sequence[Curve], sweep: Sweep) -> go.Figure:
-    """y (mean ± 95% interval over seeds) against the option x, one line per series."""
+    """y (mean ± 95% interval over seeds) against the option x, one line per series; when the study
+    has a single x, one point per series side by side (series on the x axis), so none hides another."""
+    single = len({p.x for c in curves for p in c.points}) == 1
     fig = go.Figure()
     for index, curve in enumerate(curves):
         halves = [p.half if p.half is not None else 0.0 for p in curve.points]
         fig.add_trace(go.Scatter(
-            x=[p.x for p in curve.points], y=[p.mean for p in curve.points], name=curve.series,
+            x=[curve.series] * len(curve.points) if single else [p.x for p in curve.points],
+            y=[p.mean for p in curve.points], name=curve.series,
             mode="lines+markers", line=_line(curve.series, index), marker=dict(size=9),
             error_y=dict(type="data", array=halves, visible=any(halves), thickness=1.5, width=6),
             customdata=[[len(p.run_ids), "" if p.half is None else f" ± {p.half:.2f}"] for p in curve.points],
-            hovertemplate=f"{curve.series}<br>{sweep.x} = %{{x:g}}<br>%{{y:.2f}}%{{customdata[1]}} "
-                          "(%{customdata[0]} run(s))<extra></extra>",
+            hovertemplate=(f"{curve.series}<br>{sweep.x} = " + (f"{curve.points[0].x:g}" if single else "%{x:g}")
+                           + "<br>%{y:.2f}%{customdata[1]} (%{customdata[0]} run(s))<extra></extra>"),
         ))
     seeds = len(sweep.seeds)
+    spread = f": mean ± 95% interval over {seeds} seeds" if seeds > 1 else ": one seed per point"
+    where = f" at {x_symbol(sweep)} = {curves[0].points[0].x:g}" if single and curves else f" against {x_title(sweep)}"
     fig.update_layout(
-        title=f"{Y_TITLES[sweep.y]} against {x_title(sweep)}" + (f": mean ± 95% interval over {seeds} seeds"
-                                                               if seeds > 1 else ": one seed per point"),
-        height=480, xaxis_title=x_title(sweep), yaxis_title=Y_TITLES[sweep.y], showlegend=True,
+        title=f"{Y_TITLES[sweep.y]}{where}{spread}", height=480, showlegend=True,
+        xaxis_title="" if single else x_title(sweep), yaxis_title=Y_TITLES[sweep.y],
         legend=dict(orientation="h", yanchor="top", y=-0.2), margin=dict(t=60, b=40),
     )
-    if sweep.x in LOG_AXES:
+    if sweep.x in LOG_AXES and not single:
         fig.update_xaxes(type="log", exponentformat="power")
     return fig
 
