@@ -277,3 +277,12 @@ def test_cancel_button_cancels_a_queued_run(store):
     at = open_page()
     at.button(key=f"cifar_cancel_{run_id}").click().run()
     assert store.get(run_id).status == "cancelled"
+
+
+def test_a_long_queue_lists_the_running_run_and_the_oldest_queued_ones_with_cancel_buttons(store):
+    ids = [store.submit(RunConfig(epochs=1 + i), "ada") for i in range(12)]
+    store.claim(1, this_host())  # the oldest is running
+    at = open_page()
+    listed = [b.key for b in at.button if b.key and b.key.startswith("cifar_cancel_")]
+    assert listed == [f"cifar_cancel_{i}" for i in ids[:8]]
+    assert any("12 runs are running or queued; the first 8" in c.value for c in at.caption)

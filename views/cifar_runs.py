@@ -30,6 +30,7 @@ from views import teacher
 from views.common import keep_pinned, shown
 
 AUTOSTART_WORKER = os.environ.get("ASAM_LAB_WORKER_AUTOSTART", "1") != "0"
+MAX_CANCEL_ROWS = 8  # running and queued runs listed with a Cancel button
 MAIN_FIELDS = ("optimizer", "model", "rho", "epochs", "subset_per_class", "lr", "batch_size", "label")
 FIELDS = form.form_fields()
 
@@ -281,7 +282,11 @@ def show_runs() -> None:
         "best test acc (%)": st.column_config.NumberColumn(format="%.2f"),
         "rho": st.column_config.NumberColumn(format="%g"),
     })
-    for run in (run for run in runs if run.status in ("queued", "running")):
+    active = [run for run in runs if run.status == "running"] + [run for run in runs if run.status == "queued"]
+    if len(active) > MAX_CANCEL_ROWS:
+        st.caption(f"{len(active)} runs are running or queued; the first {MAX_CANCEL_ROWS} are listed here "
+                   "(a study's runs can be cancelled together on the Studies page).")
+    for run in active[:MAX_CANCEL_ROWS]:
         text, button = st.columns([5, 1])
         text.write(f"**{reports.run_name(run)}**: {reports.status_text(run)}, {run.progress:.0%}, by {run.owner}")
         button.button("Cancel", key=f"cifar_cancel_{run.id}", on_click=cancel, args=(run.id,),
