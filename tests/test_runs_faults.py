@@ -69,7 +69,7 @@ def tiny(data_dir: Path, **overrides) -> RunConfig:
     return RunConfig(**{**options, **overrides})
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
