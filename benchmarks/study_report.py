@@ -33,6 +33,8 @@ def profile_rise(data: bytes) -> float:
 
 
 def interval(values: Sequence[float]) -> str:
+    if not values:
+        return "-"
     mean, half = mean_interval(values)
     return f"{mean:.3g}" if half is None else f"{mean:.3g} ± {half:.2g}"
 
