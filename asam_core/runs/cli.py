@@ -411,18 +411,27 @@ def _retry_command(args: argparse.Namespace) -> int:
 
 
 def _export_command(args: argparse.Namespace) -> int:
-    if args.out is not None and not args.out.parent.is_dir():
-        raise UsageError(f"cannot write {args.out}: the folder {args.out.parent} does not exist")
+    check_output(args.out)
     store = _existing_store(args)
     runs = _run_ids(store, args.run_ids) if args.run_ids else store.list_runs()
-    text = reports.metrics_csv(runs, store.metrics([run.id for run in runs]))
-    if args.out is None:
+    return write_output(args.out, reports.metrics_csv(runs, store.metrics([run.id for run in runs])))
+
+
+def check_output(out: Path | None) -> None:
+    """UsageError (before any work) when ``--out``'s folder does not exist."""
+    if out is not None and not out.parent.is_dir():
+        raise UsageError(f"cannot write {out}: the folder {out.parent} does not exist")
+
+
+def write_output(out: Path | None, text: str) -> int:
+    """``text`` to ``--out`` (atomically) or standard output; UsageError naming the file when it cannot be written."""
+    if out is None:
         sys.stdout.write(text)
         return EXIT_OK
     try:
-        _write_atomic(args.out, text)
+        _write_atomic(out, text)
     except OSError as err:
-        raise UsageError(f"cannot write {args.out}: {err.strerror}") from None
+        raise UsageError(f"cannot write {out}: {err.strerror}") from None
     return EXIT_OK
 
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 from asam_core.runs import studies, study_results
 from asam_core.runs.cli import (
-    EXIT_OK, UsageError, _default_owner, _existing_store, _store_parser, _write_atomic, estimates_that_fit,
+    EXIT_OK, UsageError, _default_owner, _existing_store, _store_parser, check_output, estimates_that_fit, write_output,
 )
 from asam_core.runs.reports import text_table
 from asam_core.runs.store import RunStore, UnknownRun, this_host
@@ -161,23 +160,14 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    if args.out is not None and not args.out.parent.is_dir():
-        raise UsageError(f"cannot write {args.out}: the folder {args.out.parent} does not exist")
+    check_output(args.out)
     store = _existing_store(args)
     study = _load(store, args.study_id)
     if study.sweep is None:
         raise UsageError(f"study {study.id}: {study.problem}")
     records = studies.runs(store, study)
-    text = study_results.study_csv(study_results.study_rows(
-        study.sweep, study.run_ids, records, store.metrics([run.id for run in records])))
-    if args.out is None:
-        sys.stdout.write(text)
-        return EXIT_OK
-    try:
-        _write_atomic(args.out, text)
-    except OSError as err:
-        raise UsageError(f"cannot write {args.out}: {err.strerror}") from None
-    return EXIT_OK
+    return write_output(args.out, study_results.study_csv(study_results.study_rows(
+        study.sweep, study.run_ids, records, store.metrics([run.id for run in records]))))
 
 
 def add_study_command(subparsers: argparse._SubParsersAction) -> None:
