@@ -158,12 +158,6 @@ def simulate(loss: Loss2D, starts: Tensor, config: SimulationConfig, record_ever
     return Trajectories(config.methods, torch.tensor(recorded), points, loss.value(points))
 
 
-def _torch_sqrt(x: float) -> float:
-    """sqrt as torch's CPU kernel rounds it (its vectorized sqrt can differ from math.sqrt by one
-    ulp, and on chaotic settings one ulp grows past 1e-9 within a few hundred steps)."""
-    return torch.tensor([x], dtype=torch.float64).sqrt_().item()
-
-
 def _scalar_perturbation(
     g: tuple[float, float], w: tuple[float, float], rho: float, p: float, kinds: str, eta: float
 ) -> tuple[float, float]:
@@ -179,7 +173,7 @@ def _scalar_perturbation(
     if p == math.inf:
         z1, z2 = math.copysign(rho, z1) if z1 else 0.0, math.copysign(rho, z2) if z2 else 0.0
     else:
-        scale = 1.0 / max(_torch_sqrt(z1 * z1 + z2 * z2), sys.float_info.min) * rho  # torch: rho / t is t⁻¹ · rho
+        scale = 1.0 / max(math.sqrt(z1 * z1 + z2 * z2), sys.float_info.min) * rho  # torch: rho / t is t⁻¹ · rho
         z1, z2 = z1 * scale, z2 * scale
     return z1 * t1, z2 * t2
 

@@ -248,7 +248,7 @@ st.markdown(
     "it along the valley towards the balanced point (0.2, 0.2), where the ball sees the flattest neighbourhood; "
     "ASAM stops off the diagonal (w₁ > w₂), because in its normalized view every valley point is equally flat."
 )
-st.download_button("Download the trajectories (CSV)", trajectories_csv(trajectories), file_name="trajectories.csv",
+st.download_button("Download the trajectories (CSV)", lambda: trajectories_csv(trajectories), file_name="trajectories.csv",
                    mime="text/csv", key="traj_csv")
 
 convergence_section(loss, box, config)
