@@ -19,6 +19,8 @@ _EXPORTS = {
     "normalization_operator": "asam_core.perturbation",
     "perturbation": "asam_core.perturbation",
     "region_norm": "asam_core.perturbation",
+    "MemberMethod": "asam_core.step",
+    "member_methods_step": "asam_core.step",
     "sharpness_aware_step": "asam_core.step",
 }
 __all__ = sorted(_EXPORTS)

@@ -3,10 +3,11 @@
     METHODS[key] -> Method(key, title, optimizer, normalization, paper_rho, eta, color, dash)
 
 Everything that lists, builds, steps or draws a method reads it here: RunConfig (the allowed
-names, the default rho and T_w), the CIFAR loop and the 2-D classifier toys (``Method.build``,
-then ``asam_core.step.training_step``, which takes a sharpness-aware step, with m-sharpness,
-for SAM-family optimizers and a plain base step otherwise), the toy trajectory simulator
-(``Method.perturbation_arguments``) and the pages (title, colour, line style).  Adding a method
+names, the default rho and T_w), the CIFAR loop (``Method.build``, then
+``asam_core.step.training_step``, which takes a sharpness-aware step, with m-sharpness, for
+SAM-family optimizers and a plain base step otherwise), the toy trajectory simulator and the 2-D
+classifier toys (``Method.perturbation_arguments``; the classifiers train every method in one
+batched model with ``asam_core.step.member_methods_step``) and the pages (title, colour, line style).  Adding a method
 is one entry here, plus its formula in asam_core.perturbation if it needs a new one.
 
 Importing this module does not import torch (the run store's command line reads it).

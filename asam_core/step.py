@@ -1,4 +1,5 @@
-"""One sharpness-aware training step on a batch, with m-sharpness (SAM paper Section 4.1).
+"""One sharpness-aware training step on a batch, with m-sharpness (SAM paper Section 4.1), and
+one step of a batched model whose members train by different methods.
 
 With m = None the whole batch is one chunk (plain SAM/ASAM).  With m, the batch is split into
 chunks of m examples; each chunk gets its own perturbation eps_k from its own gradient, and
@@ -10,12 +11,14 @@ decay and momentum leave frozen and unused parameters where they are.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from asam_core.optim import SAM, frozen_batchnorm_stats
+from asam_core.optim import SAM, frozen_batchnorm_stats, param_groups_for
+from asam_core.perturbation import perturbation_
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -106,3 +109,68 @@ def training_step(
     loss.backward()
     optimizer.step()
     return loss.detach()
+
+
+@dataclass(frozen=True)
+class MemberMethod:
+    """The members ``rows`` (a slice of every parameter's leading dimension) of a batched model and
+    their method: ``region`` holds asam_core.perturbation's keyword arguments but kinds (rho, p, eta),
+    None for a plain base step; ``kinds``: id(parameter) -> its T_w kind.  Build it with ``of``."""
+
+    rows: slice
+    region: dict[str, Any] | None
+    kinds: dict[int, str]
+
+    @classmethod
+    def of(cls, model: nn.Module, rows: slice, region: dict[str, Any] | None) -> "MemberMethod":
+        """``region`` as ``Method.perturbation_arguments`` gives it (kinds = the method's normalization),
+        resolved per parameter by the rule of param_groups_for (biases unnormalized)."""
+        if region is None:
+            return cls(rows, None, {})
+        region = dict(region)
+        normalization = region.pop("kinds")
+        kinds = {id(w): group["normalization"] for group in param_groups_for(model, normalization) for w in group["params"]}
+        return cls(rows, region, kinds)
+
+
+def member_methods_step(
+    optimizer: torch.optim.Optimizer, model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor,
+    members: Sequence[MemberMethod],
+) -> Tensor:
+    """One update of a batched model (every parameter shaped (members, ...), members independent,
+    ``loss_fn`` a sum of per-member losses) where each group of members has its own method.
+
+        g = grad L(w);  eps[rows] = T_w · dual(T_w g) per member (asam_core.perturbation, batched),
+        eps[rows] = 0 for plain members;  g' = grad L(w + eps);  w restored exactly;  base step with g'.
+
+    A plain member's g' is its gradient at w, so its update is the base optimizer's own; the others
+    follow ``sharpness_aware_step`` of their SAM / ASAM optimizer on that member alone (biases
+    unnormalized, as ``from_model`` builds them).  One forward and backward pass of the whole batch
+    at w and one at w + eps, instead of one or two per method.  Returns the loss at w (detached)."""
+    params = [w for group in optimizer.param_groups for w in group["params"] if w.requires_grad]
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    perturbed = [member for member in members if member.region is not None]
+    if not perturbed:
+        optimizer.step()
+        return loss.detach()
+    with torch.no_grad():
+        eps = [w.grad if w.grad is not None else torch.zeros_like(w) for w in params]
+        for member in members:
+            rows = member.rows
+            if member.region is None:
+                torch._foreach_zero_([e[rows] for e in eps])
+                continue
+            perturbation_([e[rows] for e in eps], [w[rows] for w in params], kinds=[member.kinds[id(w)] for w in params],
+                          batched=True, **member.region)
+        backup = [w.detach().clone() for w in params]
+        torch._foreach_add_(params, eps)
+    optimizer.zero_grad(set_to_none=True)
+    with frozen_batchnorm_stats(model):
+        loss_fn(model(inputs), targets).backward()
+    with torch.no_grad():
+        torch._foreach_copy_(params, backup)
+    optimizer.step()
+    return loss.detach()
+

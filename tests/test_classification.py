@@ -92,26 +92,45 @@ def test_ensemble_loss_gradient_is_each_members_own_mean_loss_gradient():
         torch.testing.assert_close(model.layers[0].weight.grad[k], single[0].weight.grad)
 
 
-@pytest.mark.parametrize("name", ["SAM", "ASAM"])
-def test_batched_training_equals_the_core_optimizer_on_each_member_alone(name):
-    """Each member trained inside the batch follows exactly the trajectory that SAM / ASAM
-    (from_model, biases unnormalized), sharpness_aware_step and a cosine schedule give the
-    plain network."""
-    config = ClassifierConfig(members=2, optimizers=(name,), rho_sam=0.1, rho_asam=0.5, schedule="cosine", **TINY)
+@pytest.mark.parametrize("p", [2.0, math.inf])
+def test_one_batched_model_trains_each_member_as_its_optimizer_would_alone(p):
+    """SGD, SAM and ASAM members trained in one batched model (asam_core.step.member_methods_step)
+    each follow the trajectory of their own optimizer on the plain network: torch.optim.SGD, or
+    SAM / ASAM (from_model, biases unnormalized) with sharpness_aware_step, under a cosine schedule."""
+    config = ClassifierConfig(members=2, rho_sam=0.1, rho_asam=0.5, p=p, schedule="cosine", **{**TINY, "steps": 12})
     run = train_classifiers(config)
     data = make_data(config)
     start = MLP([0, 1], config.width, config.depth)
-    cls = SAM if name == "SAM" else ASAM
-    rho = config.rho_sam if name == "SAM" else config.rho_asam
-    for k in range(2):
-        model = start.member(k)
-        opt = cls.from_model(model, torch.optim.SGD, rho=rho, eta=config.eta, lr=config.lr, momentum=config.momentum)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps)
-        for _ in range(config.steps):
-            sharpness_aware_step(opt, model, F.cross_entropy, data.x_train[k], data.y_train[k])
-            schedule.step()
-        for plain, batched in zip(model.parameters(), run.models[name].member(k).parameters()):
-            torch.testing.assert_close(batched, plain, rtol=1e-5, atol=1e-6)
+    for name in config.optimizers:
+        for k in range(2):
+            model = start.member(k)
+            base = dict(lr=config.lr, momentum=config.momentum)
+            if name == "SGD":
+                opt = torch.optim.SGD(model.parameters(), **base)
+            else:
+                cls, rho = (SAM, config.rho_sam) if name == "SAM" else (ASAM, config.rho_asam)
+                opt = cls.from_model(model, torch.optim.SGD, rho=rho, p=p, eta=config.eta, **base)
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps)
+            for _ in range(config.steps):
+                if name == "SGD":
+                    opt.zero_grad()
+                    F.cross_entropy(model(data.x_train[k]), data.y_train[k]).backward()
+                    opt.step()
+                else:
+                    sharpness_aware_step(opt, model, F.cross_entropy, data.x_train[k], data.y_train[k])
+                schedule.step()
+            for plain, batched in zip(model.parameters(), run.models[name].member(k).parameters()):
+                torch.testing.assert_close(batched, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_methods_in_one_model_move_apart_only_through_their_regions():
+    """With rho = 0 every method is SGD: the three optimizers' members end bit for bit where SGD's do."""
+    run = train_classifiers(ClassifierConfig(rho_sam=0.0, rho_asam=0.0, **TINY))
+    sgd = [w.detach() for w in run.models["SGD"].parameters()]
+    for name in ("SAM", "ASAM"):
+        assert all(torch.equal(a, w.detach()) for a, w in zip(sgd, run.models[name].parameters()))
+    moved = train_classifiers(ClassifierConfig(**TINY))
+    assert not torch.equal(moved.models["SAM"].layers[0].weight, moved.models["SGD"].layers[0].weight)
 
 
 def test_run_records_metrics_grids_and_progress_consistently():

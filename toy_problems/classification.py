@@ -4,11 +4,13 @@ with SGD / SAM / ASAM from one initialization, and decision-boundary grids.
 Everything is batched over ``members``: member k of a run uses seed + k for its points and
 initialization and flip_seed + k for its label flips (each stream its own generator), so
 several seeds train together in one batched model (weights shaped (members, out, in)).  The
-SAM and ASAM members are trained by asam_core.optim with ``batched=True``: each member gets
-its own perturbation, exactly as if it were trained alone.
+optimizers train together too: one model holds every (optimizer, seed) pair, and
+asam_core.step.member_methods_step gives each optimizer's members their own perturbation (none
+for SGD), exactly as if each member were trained alone by its optimizer.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
@@ -20,7 +22,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from asam_core.methods import METHODS, method
-from asam_core.step import training_step
+from asam_core.step import MemberMethod, member_methods_step
 from toy_problems.threads import torch_threads
 
 DATASETS = ("spirals", "moons", "circles")
@@ -117,6 +119,14 @@ class MLP(nn.Module):
             x = layer(x) if i == 0 else layer(torch.relu(x))
         return x
 
+    def select(self, rows: slice) -> "MLP":
+        """The members ``rows`` as an MLP of their own (a copy)."""
+        part = copy.deepcopy(self)
+        for layer in part.layers:
+            layer.weight = nn.Parameter(layer.weight.detach()[rows].clone())
+            layer.bias = nn.Parameter(layer.bias.detach()[rows].clone())
+        return part
+
     def member(self, k: int) -> nn.Sequential:
         """Member k as a plain nn.Sequential of nn.Linear and nn.ReLU (a copy)."""
         modules: list[nn.Module] = []
@@ -201,6 +211,11 @@ class ClassifierData:
     y_test: Tensor
 
 
+def tiled(data: ClassifierData, times: int) -> ClassifierData:
+    """The members' data repeated ``times`` over (member i * members + k has member k's data)."""
+    return ClassifierData(*(t.repeat(times, *([1] * (t.dim() - 1))) for t in vars(data).values()))
+
+
 def make_data(config: ClassifierConfig) -> ClassifierData:
     """Stacked data of the members: training and test points are independent draws of the
     same distribution; only training labels are flipped."""
@@ -242,12 +257,13 @@ class ClassifierRun:
         return dict(zip(self.config.optimizers, values.tolist()))
 
 
-def make_optimizer(name: str, model: MLP, config: ClassifierConfig) -> torch.optim.Optimizer:
-    """The registry's method ``name`` (a title such as "ASAM", asam_core.methods) around SGD with
-    momentum, built from the model so biases stay unnormalized, each member perturbed on its own."""
+def member_method(name: str, model: MLP, rows: slice, config: ClassifierConfig) -> MemberMethod:
+    """The registry's method ``name`` (a title such as "ASAM", asam_core.methods) for the members
+    ``rows``: its region (rho from the page's controls, p, eta; biases stay unnormalized), or a plain
+    step for a method without one."""
     entry = method(name)
-    return entry.build(model, torch.optim.SGD, rho=config.rho_of(entry.key), p=config.p, eta=config.eta,
-                       batched=True, lr=config.lr, momentum=config.momentum)
+    region = entry.perturbation_arguments(config.rho_of(entry.key), config.p, config.eta) if entry.sharpness_aware else None
+    return MemberMethod.of(model, rows, region)
 
 
 @torch.no_grad()
@@ -270,46 +286,47 @@ def _marks(steps: int, count: int) -> np.ndarray:
 
 
 def train_classifiers(
-    config: ClassifierConfig, progress: Callable[[int, int], None] | None = None, threads: int = 1
+    config: ClassifierConfig, progress: Callable[[int, int], None] | None = None, threads: int = 1,
+    progress_calls: int = 100,
 ) -> ClassifierRun:
-    """Train one MLP per optimizer in config.optimizers, all from the same initialization, on
-    the same noisy data (all members at once), full batch, recording metrics and grids.
+    """Train every optimizer in config.optimizers from the same initialization on the same noisy
+    data, all optimizers and members in one batched model, full batch, recording metrics and grids.
 
-    ``progress(step, steps)`` is called about a hundred times during training.  ``threads``:
-    torch intra-op threads meanwhile (1 is fastest here; benchmarks/noisy_labels.py)."""
+    ``progress(step, steps)`` is called about ``progress_calls`` times during training, the last time
+    at step = steps.  ``threads``: torch intra-op threads meanwhile (1 is fastest here;
+    benchmarks/noisy_labels.py)."""
     with torch_threads(threads):
-        return _train(config, progress)
+        return _train(config, progress, progress_calls)
 
 
-def _train(config: ClassifierConfig, progress: Callable[[int, int], None] | None) -> ClassifierRun:
+def _train(config: ClassifierConfig, progress: Callable[[int, int], None] | None, progress_calls: int) -> ClassifierRun:
     data = make_data(config)
-    seeds = [config.seed + k for k in range(config.members)]
-    models = {name: MLP(seeds, config.width, config.depth) for name in config.optimizers}
-    optimizers = {name: make_optimizer(name, model, config) for name, model in models.items()}
-    schedulers = [
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps) for opt in optimizers.values()
-    ] if config.schedule == "cosine" else []
+    names, k = config.optimizers, config.members
+    everyone = tiled(data, len(names))  # member o * k + i: optimizer o, seed + i
+    model = MLP([config.seed + i for i in range(k)] * len(names), config.width, config.depth)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    members = [member_method(name, model, slice(o * k, (o + 1) * k), config) for o, name in enumerate(names)]
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps) if config.schedule == "cosine" else None
     eval_steps = _marks(config.steps, config.evals)
     snapshot_steps = _marks(config.steps, config.snapshots)
     x1, x2 = grid_axes(torch.cat([data.x_train.flatten(0, 1), data.x_test.flatten(0, 1)]), config.resolution)
     history: dict[str, list[Tensor]] = {name: [] for name in METRICS}
     grids = []
-    report_every = max(1, config.steps // 100)
+    report_every = max(1, config.steps // progress_calls)
     eval_set, snapshot_set = set(eval_steps.tolist()), set(snapshot_steps.tolist())
     for step in range(config.steps + 1):
         if step in eval_set:
-            scores = [evaluate(model, data) for model in models.values()]
+            scores = evaluate(model, everyone)
             for name in METRICS:
-                history[name].append(torch.stack([s[name] for s in scores]))
+                history[name].append(scores[name].reshape(len(names), k))
         if step in snapshot_set:
-            grids.append(torch.stack([decision_grid(model, x1, x2) for model in models.values()]))
+            grids.append(decision_grid(model, x1, x2).reshape(len(names), k, len(x2), len(x1)))
         if step == config.steps:
             break
-        for name, model in models.items():
-            training_step(optimizers[name], model, ensemble_loss, data.x_train, data.y_train)
-        for scheduler in schedulers:
-            scheduler.step()
-        if progress is not None and (step + 1) % report_every == 0:
+        member_methods_step(optimizer, model, ensemble_loss, everyone.x_train, everyone.y_train, members)
+        if schedule is not None:
+            schedule.step()
+        if progress is not None and ((step + 1) % report_every == 0 or step + 1 == config.steps):
             progress(step + 1, config.steps)
     return ClassifierRun(
         config=config,
@@ -320,5 +337,5 @@ def _train(config: ClassifierConfig, progress: Callable[[int, int], None] | None
         x1=x1.numpy(),
         x2=x2.numpy(),
         grids=torch.stack(grids, dim=2).numpy(),
-        models=models,
+        models={name: model.select(member.rows) for name, member in zip(names, members)},
     )

@@ -20,7 +20,7 @@ PRESETS: dict[str, ClassifierConfig] = {
     # Fewer points are memorized sooner: SGD fits most flipped labels within 1000 steps (seconds).
     QUICK: ClassifierConfig(**_SETTING, n_train=200, steps=1000, members=1),
     # Measured (tests/test_classification_noisy_labels.py): clean test accuracy, mean of seeds 0-2,
-    # SGD 78.8 %, SAM 86.0 %, ASAM 85.1 %; each seed gains >= 3.7 points with either.
+    # SGD 78.8 %, SAM 86.2 %, ASAM 86.4 %; each seed gains >= 5.4 points with either.
     PAPER_EFFECT: ClassifierConfig(**_SETTING, n_train=300, steps=1500, members=3),
 }
 

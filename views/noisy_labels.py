@@ -30,6 +30,7 @@ CONTROLS = {  # config field -> (label, min, max, step, widget)
     "eta": ("η of ASAM", 0.0, 0.1, 0.005, common.number),
 }
 MAX_RUNS = 12
+PROGRESS_UPDATES = 20  # each update is a message the browser redraws
 DATA_FIELDS = ("n_train", "flip_rate", "seed", "flip_seed", "members")
 METRIC_TITLES = {
     "train_acc": "Training accuracy on the noisy labels",
@@ -73,7 +74,8 @@ def trained(config: ClassifierConfig) -> ClassifierRun:
     with training_lock():
         if key not in runs:
             bar = st.progress(0.0, text="Training SGD, SAM and ASAM…")
-            runs[key] = train_classifiers(config, progress=lambda s, n: bar.progress(s / n, text=f"Training step {s} / {n}"))
+            runs[key] = train_classifiers(config, progress=lambda s, n: bar.progress(s / n, text=f"Training step {s} / {n}"),
+                                          progress_calls=PROGRESS_UPDATES)
             bar.empty()
             while len(runs) > MAX_RUNS:
                 runs.popitem(last=False)
