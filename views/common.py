@@ -113,6 +113,7 @@ def toggle(label: str, key: str, default: bool, **kwargs: Any) -> bool:
     return _draw(key, st.toggle, label, **kwargs)
 
 
-def chart(figure: Any, key: str) -> None:
-    """st.plotly_chart of ``figure`` with the readable fonts of views.style, larger in presenter mode."""
-    st.plotly_chart(readable(figure, teacher.presenter()), key=key)
+def chart(figure: Any, key: str, fixed_size: bool = False) -> None:
+    """st.plotly_chart of ``figure`` with the readable fonts of views.style, larger in presenter mode;
+    ``fixed_size``: drawn at the figure's own width and height instead of the column's width."""
+    st.plotly_chart(readable(figure, teacher.presenter()), key=key, width="content" if fixed_size else "stretch")

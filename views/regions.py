@@ -6,8 +6,9 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from views import common
+from views import common, teacher
 from views.style import P_CHOICES
+from toy_problems.contours import level_curve
 from toy_problems.losses import LOSSES, bounding_box, get_loss, loss_grid
 from toy_problems.regions import EQUAL_TOLERANCE, REGIONS, RegionPair, adaptive_region, region_pair, rescale, theorem1_visible
 
@@ -21,27 +22,38 @@ NOTES = {
 }
 COLORS = {"w": "#1f77b4", "w_prime": "#d62728"}
 LOSS_COLORS = [[0.0, "#f7fbff"], [0.05, "#c6dbef"], [0.2, "#6baed6"], [0.5, "#2171b5"], [1.0, "#08306b"]]
-PLOT_WIDTH_PX = 480
-GRID = 80  # loss grid per axis (float32): sent three times per figure, background and two level lines
+PLOT_WIDTH_PX = {False: 480, True: 620}  # by presenter mode: figures have a fixed size, so w₁ and w₂ share a scale
+MARGINS = {False: dict(l=62, r=12, t=46, b=54), True: dict(l=80, r=14, t=56, b=68)}
+ASPECT = (0.6, 1.4)  # height / width of the plotting area
+GRID = 80  # loss grid per axis (float32), the background of every figure
 
 
 @st.cache_data(max_entries=64, show_spinner="Maximizing the loss over every region…")
 def scene(loss_name: str, w1: float, w2: float, a: float, rho: float, eta: float, p: float):
-    """Region pairs for the three paper regions and the adaptive p-ball, a shared view box and the loss grid."""
+    """Region pairs for the three paper regions and the adaptive p-ball, a shared view box (within
+    ASPECT), the loss grid over it, and per pair the level curves of its maximum loss at w and at w′ (toy_problems.contours)."""
     loss = get_loss(loss_name)
     w = torch.tensor([w1, w2], dtype=torch.float64)
     pairs = [region_pair(loss, w, a, region, rho, eta) for region in [*REGIONS.values(), adaptive_region(p)]]
-    box = bounding_box([curve for pair in pairs for curve in (pair.boundary, pair.boundary_prime)])
-    return pairs, box, tuple(t.float().numpy() for t in loss_grid(loss, box, n=GRID))
+    box = shaped(bounding_box([curve for pair in pairs for curve in (pair.boundary, pair.boundary_prime)]))
+    xs, ys, values = (t.numpy() for t in loss_grid(loss, box, n=GRID))
+    levels = [tuple(level_curve(xs, ys, values, result.max_loss) for result in (pair.at_w, pair.at_w_prime))
+              for pair in pairs]
+    return pairs, box, (xs.astype("float32"), ys.astype("float32"), values.astype("float32")), levels
 
 
-def level_line(grid, level: float, color: str, name: str) -> go.Contour:
-    xs, ys, values = grid
-    return go.Contour(
-        x=xs, y=ys, z=values, autocontour=False, showscale=False, name=name, showlegend=True, hoverinfo="skip",
-        contours=dict(start=level, end=level, size=max(abs(level), 1.0) * 1e-6, coloring="lines"),
-        line=dict(color=color, width=2, dash="dot"), colorscale=[[0, color], [1, color]],
-    )
+def shaped(box, aspect: tuple[float, float] = ASPECT):
+    """``box`` grown along one axis so that its height / width lies within ``aspect``."""
+    (x0, x1), (y0, y1) = box
+    ratio = min(max((y1 - y0) / (x1 - x0), aspect[0]), aspect[1])
+    half_x, half_y = max(x1 - x0, (y1 - y0) / ratio) / 2, max(y1 - y0, (x1 - x0) * ratio) / 2
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return (cx - half_x, cx + half_x), (cy - half_y, cy + half_y)
+
+
+def level_line(curve, color: str, name: str) -> go.Scatter:
+    x, y = curve
+    return go.Scatter(x=x, y=y, mode="lines", name=name, hoverinfo="skip", line=dict(color=color, width=2, dash="dot"))
 
 
 def arrow(start: torch.Tensor, offset: torch.Tensor, color: str, name: str, dash: str = "solid") -> go.Scatter:
@@ -54,17 +66,22 @@ def arrow(start: torch.Tensor, offset: torch.Tensor, color: str, name: str, dash
     )
 
 
-def region_figure(pair: RegionPair, box, grid, title: str) -> go.Figure:
+def region_figure(pair: RegionPair, box, grid, levels, title: str, presenter: bool) -> go.Figure:
+    """The loss, the region at w and at w′ with their worst cases and maximum-loss level curves.
+
+    A fixed size with computed ranges instead of plotly's scaleanchor, whose layout constraint cost
+    the browser ~0.1 s per figure and slider move; the background heatmap smooths with the browser's
+    image scaling (zsmooth "fast": "best" interpolates every pixel in JavaScript, ~0.1 s per figure)."""
     xs, ys, values = grid
-    fig = go.Figure(go.Heatmap(  # an image, drawn much faster by the browser than filled contours
-        x=xs, y=ys, z=values, zsmooth="best", colorscale=LOSS_COLORS, showscale=False, name="L(w)",
+    fig = go.Figure(go.Heatmap(
+        x=xs, y=ys, z=values, zsmooth="fast", colorscale=LOSS_COLORS, showscale=False, name="L(w)",
         hovertemplate="w₁=%{x:.3f}<br>w₂=%{y:.3f}<br>L=%{z:.4g}<extra></extra>",
     ))
-    for result, curve, key, label in (
-        (pair.at_w, pair.boundary, "w", "w"), (pair.at_w_prime, pair.boundary_prime, "w_prime", "w′ = Aw"),
+    for result, curve, level, key, label in (
+        (pair.at_w, pair.boundary, levels[0], "w", "w"), (pair.at_w_prime, pair.boundary_prime, levels[1], "w_prime", "w′ = Aw"),
     ):
         color = COLORS[key]
-        fig.add_trace(level_line(grid, result.max_loss, color, f"L = max loss at {label}"))
+        fig.add_trace(level_line(level, color, f"L = max loss at {label}"))
         fig.add_trace(go.Scatter(
             x=curve[:, 0].numpy(), y=curve[:, 1].numpy(), mode="lines", fill="toself", name=f"region at {label}",
             line=dict(color=color, width=2), fillcolor="rgba(255,255,255,0.45)", hoverinfo="skip",
@@ -77,11 +94,11 @@ def region_figure(pair: RegionPair, box, grid, title: str) -> go.Figure:
                         line=dict(color="black", width=1)),
         ))
     (x0, x1), (y0, y1) = box
-    aspect = (y1 - y0) / (x1 - x0)
-    fig.update_layout(
-        title=title, height=int(min(max(60 + PLOT_WIDTH_PX * aspect, 300), 640)), margin=dict(l=10, r=10, t=40, b=10),
-        showlegend=False, xaxis=dict(title="w₁", range=[x0, x1], constrain="domain"),
-        yaxis=dict(title="w₂", range=[y0, y1], scaleanchor="x", scaleratio=1, constrain="domain"),
+    margin, width = MARGINS[presenter], PLOT_WIDTH_PX[presenter]
+    height = round((width - margin["l"] - margin["r"]) * (y1 - y0) / (x1 - x0)) + margin["t"] + margin["b"]
+    fig.update_layout(  # one scale for w₁ and w₂: the plotting area has the box's shape
+        title=title, width=width, height=height, margin=margin, showlegend=False,
+        xaxis=dict(title="w₁", range=[x0, x1], automargin=False), yaxis=dict(title="w₂", range=[y0, y1], automargin=False),
     )
     return fig
 
@@ -113,7 +130,7 @@ with st.sidebar:
 loss = get_loss(loss_name)
 w_prime = rescale(torch.tensor([w1, w2], dtype=torch.float64), a).tolist()
 st.latex(loss.latex + r",\qquad w = (%.3g,\ %.3g),\quad w' = Aw = (%.3g,\ %.3g)" % (w1, w2, *w_prime))
-pairs, box, grid = scene(loss_name, w1, w2, a, rho, eta, P_CHOICES[p])
+pairs, box, grid, levels = scene(loss_name, w1, w2, a, rho, eta, P_CHOICES[p])
 
 st.caption(
     "Blue: at w (dot); red: at w′ = Aw (triangle). Solid arrows: the exact worst case ε* (the true loss maximized over "
@@ -122,10 +139,12 @@ st.caption(
 notes = {**NOTES, adaptive_region(P_CHOICES[p]).name: "Any p > 1 gives a scale-invariant region: p = 2 is the "
          "ellipsoid, p = ∞ the cuboid."}
 titles = {**TITLES, adaptive_region(P_CHOICES[p]).name: f"Adaptive p-ball (ASAM, p = {p})"}
-for row_pairs in (pairs[:2], pairs[2:]):
-    for column, pair in zip(st.columns(2), row_pairs):
+presenting = teacher.presenter()
+for row in (0, 2):
+    for column, pair, pair_levels in zip(st.columns(2), pairs[row:row + 2], levels[row:row + 2]):
         with column:
-            common.chart(region_figure(pair, box, grid, titles[pair.region.name]), key=f"regions_plot_{pair.region.name}")
+            common.chart(region_figure(pair, box, grid, pair_levels, titles[pair.region.name], presenting),
+                         key=f"regions_plot_{pair.region.name}", fixed_size=True)
             st.markdown(f"${pair.region.formula}$")
             caption(pair, notes[pair.region.name])
 

@@ -42,13 +42,13 @@ PRESENTER_HEIGHT = 1.25
 
 def readable(fig: go.Figure, presenter: bool = False) -> go.Figure:
     """``fig`` with fonts readable on a projector: dark text, 15 px (20 px and 25 % taller figures
-    in presenter mode); axis titles a little larger than the ticks."""
+    in presenter mode, unless the figure has a fixed width); axis titles a little larger than the ticks."""
     size = PRESENTER_FONT_SIZE if presenter else FONT_SIZE
     fig.update_layout(font=dict(size=size, color=INK), title_font=dict(size=size + 3, color=INK))
     axis = dict(tickfont=dict(size=size, color=INK), title_font=dict(size=size + 1, color=INK))
     fig.update_xaxes(**axis)
     fig.update_yaxes(**axis)
     fig.update_annotations(font_size=size)
-    if presenter and fig.layout.height:
+    if presenter and fig.layout.height and not fig.layout.width:  # a figure of fixed size sized itself
         fig.update_layout(height=int(fig.layout.height * PRESENTER_HEIGHT))
     return fig
