@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from toy_problems.contours import level_curve
+
 CLASS_COLORS = ("#762a83", "#1b7837")  # purple, green: no method's colour (views.style), so red means no class
 CLASS_SCALE = [[0.0, "#762a83"], [0.5, "#f7f7f7"], [1.0, "#1b7837"]]
 
@@ -18,13 +20,15 @@ def boundary_figure(
     title: str = "",
     height: int = 380,
 ) -> go.Figure:
-    """P(class 1 | x) as a heatmap with the decision boundary P = 0.5, and the labelled points
-    (flipped ones drawn as crosses)."""
-    fig = go.Figure(go.Contour(
-        x=x1, y=x2, z=probs, zmin=0.0, zmax=1.0, colorscale=CLASS_SCALE, opacity=0.55, showscale=False,
-        contours=dict(start=0.5, end=0.5, size=1.0, coloring="heatmap", showlines=True), line=dict(width=2.5),
+    """P(class 1 | x) as a heatmap with the decision boundary P = 0.5 (toy_problems.contours: a line
+    the browser only draws), and the labelled points (flipped ones drawn as crosses)."""
+    fig = go.Figure(go.Heatmap(
+        x=x1, y=x2, z=probs, zmin=0.0, zmax=1.0, zsmooth="fast", colorscale=CLASS_SCALE, opacity=0.55, showscale=False,
         name="P(class 1)", hovertemplate="x₁=%{x:.2f}<br>x₂=%{y:.2f}<br>P(class 1)=%{z:.2f}<extra></extra>",
     ))
+    boundary_x, boundary_y = level_curve(x1, x2, probs, 0.5)
+    fig.add_trace(go.Scatter(x=boundary_x, y=boundary_y, mode="lines", name="boundary P = 0.5", hoverinfo="skip",
+                             line=dict(color="black", width=2.5)))
     flipped = np.zeros(len(labels), dtype=bool) if flipped is None else flipped
     for label, color in enumerate(CLASS_COLORS):
         for was_flipped, symbol, suffix in ((False, "circle", ""), (True, "x", ", flipped")):
