@@ -61,7 +61,7 @@ def trajectories_figure(loss_name: str, w1: float, w2: float, config: Simulation
                         subplot_titles=("Paths on L(w)", "Lowest loss so far, min over s ≤ t of L(wₛ)"))
     xs, ys, values = (t.float().numpy() for t in loss_grid(loss, box, n=100))
     fig.add_trace(go.Heatmap(  # an image, drawn much faster by the browser than filled contours
-        x=xs, y=ys, z=values, zsmooth="best", colorscale="Greys", reversescale=True, opacity=0.35, showscale=False,
+        x=xs, y=ys, z=values, zsmooth="fast", colorscale="Greys", reversescale=True, opacity=0.35, showscale=False,
         name="L(w)", hovertemplate="w₁=%{x:.3f}<br>w₂=%{y:.3f}<br>L=%{z:.4g}<extra></extra>",
     ), row=1, col=1)
     if loss.valley is not None:
