@@ -12,6 +12,7 @@ character escaped, so a crafted link cannot put a clickable link or a remote ima
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Callable, Sequence
 
@@ -113,7 +114,23 @@ def toggle(label: str, key: str, default: bool, **kwargs: Any) -> bool:
     return _draw(key, st.toggle, label, **kwargs)
 
 
-def chart(figure: Any, key: str, fixed_size: bool = False) -> None:
+def chart(figure: Any, key: str, fixed_size: bool = False, shared: bool = False) -> None:
     """st.plotly_chart of ``figure`` with the readable fonts of views.style, larger in presenter mode;
-    ``fixed_size``: drawn at the figure's own width and height instead of the column's width."""
-    st.plotly_chart(readable(figure, teacher.presenter()), key=key, width="content" if fixed_size else "stretch")
+    ``fixed_size``: drawn at the figure's own width and height instead of the column's width;
+    ``shared``: a figure from ``shared_figures``, already readable and not to be changed."""
+    figure = figure if shared else readable(figure, teacher.presenter())
+    st.plotly_chart(figure, key=key, width="content" if fixed_size else "stretch")
+
+
+def shared_figures(build: Callable[..., Any]) -> Callable[..., Any]:
+    """Cache ``build(*args, presenter, **kwargs)`` (a figure or a list of figures) for every session, readable
+    for ``presenter``: st.cache_resource shares the objects (st.cache_data would pickle a plotly
+    figure and validate it again on every hit, about as slow as building it).  Draw the figures with
+    ``chart(..., shared=True)``, which leaves them unchanged; arguments named ``_x`` are not hashed."""
+
+    @functools.wraps(build)  # the cache is keyed by build's name and source, its _arguments are not hashed
+    def styled(*args: Any, presenter: bool, **kwargs: Any) -> Any:
+        built = build(*args, presenter=presenter, **kwargs)
+        return [readable(fig, presenter) for fig in built] if isinstance(built, list) else readable(built, presenter)
+
+    return st.cache_resource(max_entries=64, show_spinner=False)(styled)

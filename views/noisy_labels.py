@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from pydantic import ValidationError
 
-from views import common
+from views import common, teacher
 from views.classifier_plots import boundary_figure
 from views.style import method_line
 from toy_problems.classification import DATASETS, ClassifierConfig, ClassifierRun, train_classifiers
@@ -83,7 +83,10 @@ def trained(config: ClassifierConfig) -> ClassifierRun:
         return runs[key]
 
 
-def curves_figure(run: ClassifierRun, metric: str) -> go.Figure:
+@common.shared_figures
+def curves_figure(config: ClassifierConfig, metric: str, presenter: bool, _run: ClassifierRun) -> go.Figure:
+    """``metric`` over training, mean over seeds, per optimizer (``_run``: the run of ``config``)."""
+    run = _run
     fig = go.Figure()
     for name, curve in run.seed_mean_curves(metric).items():
         fig.add_trace(go.Scatter(x=run.eval_steps, y=100 * curve, mode="lines", name=name, line=method_line(name)))
@@ -96,6 +99,16 @@ def curves_figure(run: ClassifierRun, metric: str) -> go.Figure:
         xaxis=dict(title="step"), yaxis=dict(title="% (mean over seeds)", range=[0, 101] if metric == "flipped_fit" else [40, 101]),
     )
     return fig
+
+
+@common.shared_figures
+def boundaries_at(config: ClassifierConfig, o: int, member: int, shown: int, presenter: bool,
+                  _run: ClassifierRun) -> go.Figure:
+    """Optimizer ``o``'s decision boundary for seed ``member`` at snapshot ``shown`` (``_run``: the run of ``config``)."""
+    data = _run.data
+    return boundary_figure(_run.x1, _run.x2, _run.grids[o, member, shown], data.x_train[member].numpy(),
+                           data.y_train[member].numpy(), data.flipped[member].numpy(), title=config.optimizers[o],
+                           height=400)
 
 
 @st.fragment
@@ -112,14 +125,11 @@ def boundaries(run: ClassifierRun, config: ClassifierConfig, final: dict[str, di
     st.caption(f"Decision boundaries after step {step} of {config.steps}; seed {config.seed + member}, "
                f"flip seed {config.flip_seed + member}. Crosses: points whose label was flipped (drawn in their "
                "wrong colour).")
-    data = run.data
+    presenting = teacher.presenter()
     for o, (column, name) in enumerate(zip(st.columns(len(config.optimizers)), config.optimizers)):
         with column:
-            common.chart(
-                boundary_figure(run.x1, run.x2, run.grids[o, member, shown], data.x_train[member].numpy(),
-                                data.y_train[member].numpy(), data.flipped[member].numpy(), title=name, height=400),
-                key=f"nl_boundary_{name}",
-            )
+            common.chart(boundaries_at(config, o, member, shown, presenter=presenting, _run=run),
+                         key=f"nl_boundary_{name}", shared=True)
             left, right = st.columns(2)
             left.metric("train acc (noisy)", f"{100 * final['train_acc'][name]:.1f}%")
             right.metric("clean test acc", f"{100 * final['test_acc'][name]:.1f}%")
@@ -167,7 +177,8 @@ if config == PRESETS[PAPER_EFFECT]:
 tabs = st.tabs(list(METRIC_TITLES.values()))
 for tab, metric in zip(tabs, METRIC_TITLES):
     with tab:
-        common.chart(curves_figure(run, metric), key=f"nl_curve_{metric}")
+        common.chart(curves_figure(config, metric, presenter=teacher.presenter(), _run=run), key=f"nl_curve_{metric}",
+                     shared=True)
 
 st.markdown(
     r"""

@@ -103,6 +103,16 @@ def region_figure(pair: RegionPair, box, grid, levels, title: str, presenter: bo
     return fig
 
 
+@common.shared_figures
+def region_figures(loss_name: str, w1: float, w2: float, a: float, rho: float, eta: float, p_name: str,
+                   presenter: bool) -> list[go.Figure]:
+    """The page's four figures (sphere, cuboid, ellipsoid, adaptive p-ball) for one setting."""
+    pairs, box, grid, levels = scene(loss_name, w1, w2, a, rho, eta, P_CHOICES[p_name])
+    titles = {**TITLES, adaptive_region(P_CHOICES[p_name]).name: f"Adaptive p-ball (ASAM, p = {p_name})"}
+    return [region_figure(pair, box, grid, pair_levels, titles[pair.region.name], presenter)
+            for pair, pair_levels in zip(pairs, levels)]
+
+
 def caption(pair: RegionPair, note: str) -> None:
     st.caption(
         f"{note} Max loss {pair.at_w.max_loss:.5g} at w, {pair.at_w_prime.max_loss:.5g} at w′; the first-order "
@@ -130,7 +140,7 @@ with st.sidebar:
 loss = get_loss(loss_name)
 w_prime = rescale(torch.tensor([w1, w2], dtype=torch.float64), a).tolist()
 st.latex(loss.latex + r",\qquad w = (%.3g,\ %.3g),\quad w' = Aw = (%.3g,\ %.3g)" % (w1, w2, *w_prime))
-pairs, box, grid, levels = scene(loss_name, w1, w2, a, rho, eta, P_CHOICES[p])
+pairs, _, _, _ = scene(loss_name, w1, w2, a, rho, eta, P_CHOICES[p])
 
 st.caption(
     "Blue: at w (dot); red: at w′ = Aw (triangle). Solid arrows: the exact worst case ε* (the true loss maximized over "
@@ -138,13 +148,11 @@ st.caption(
 )
 notes = {**NOTES, adaptive_region(P_CHOICES[p]).name: "Any p > 1 gives a scale-invariant region: p = 2 is the "
          "ellipsoid, p = ∞ the cuboid."}
-titles = {**TITLES, adaptive_region(P_CHOICES[p]).name: f"Adaptive p-ball (ASAM, p = {p})"}
-presenting = teacher.presenter()
+figures = region_figures(loss_name, w1, w2, a, rho, eta, p, presenter=teacher.presenter())
 for row in (0, 2):
-    for column, pair, pair_levels in zip(st.columns(2), pairs[row:row + 2], levels[row:row + 2]):
+    for column, pair, figure in zip(st.columns(2), pairs[row:row + 2], figures[row:row + 2]):
         with column:
-            common.chart(region_figure(pair, box, grid, pair_levels, titles[pair.region.name], presenting),
-                         key=f"regions_plot_{pair.region.name}", fixed_size=True)
+            common.chart(figure, key=f"regions_plot_{pair.region.name}", fixed_size=True, shared=True)
             st.markdown(f"${pair.region.formula}$")
             caption(pair, notes[pair.region.name])
 

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from views import common
+from views import common, teacher
 from views.style import P_CHOICES, TOY_P_CHOICES, method_color
 from views.classifier_plots import boundary_figure
 from toy_problems.classification import DATASETS, decision_grid, grid_axes
@@ -81,7 +81,19 @@ STYLES = {  # measure -> (color, dash, width): plain sharpness in SAM's colour, 
 }
 
 
-def ratio_figure(curves: dict[str, np.ndarray], current: dict[str, float], base: dict[str, float], a: float) -> go.Figure:
+@common.shared_figures
+def boundary_at(dataset: str, seed: int, layer: int, a: float, presenter: bool) -> go.Figure:
+    ref = reference(dataset, seed)
+    _, (x1, x2, grid) = hessian_and_boundary_at(dataset, seed, layer, a)
+    return boundary_figure(x1, x2, grid, ref.x.numpy(), ref.y.numpy(), title=f"Decision boundary of Aw, a = {a:.3g}")
+
+
+@common.shared_figures
+def ratio_figure(dataset: str, seed: int, layer: int, rho: float, p: float, a: float, presenter: bool) -> go.Figure:
+    """Each measure over the scales divided by its value at a = 1, with the slider's a marked."""
+    curves = {**region_sweep(dataset, seed, layer, rho, p), **hessian_sweep(dataset, seed, layer)}
+    current, _ = at_scale(dataset, seed, layer, a, rho, p)
+    base, _ = at_scale(dataset, seed, layer, 1.0, rho, p)
     fig = go.Figure()
     ratios = ratio_curves(curves, SCALES)
     for name in MEASURES:
@@ -119,16 +131,13 @@ with st.sidebar:
     p_name = common.choice("p of the region", "si_p", list(TOY_P_CHOICES), "2", radio=True)
 
 p = P_CHOICES[p_name]
-ref = reference(dataset, seed)
-values, (x1, x2, grid) = at_scale(dataset, seed, int(layer) - 1, a, rho, p)
+values, _ = at_scale(dataset, seed, int(layer) - 1, a, rho, p)
 base, _ = at_scale(dataset, seed, int(layer) - 1, 1.0, rho, p)
+presenting = teacher.presenter()
 
 left, right = st.columns([1, 1])
 with left:
-    common.chart(
-        boundary_figure(x1, x2, grid, ref.x.numpy(), ref.y.numpy(), title=f"Decision boundary of Aw, a = {a:.3g}"),
-        key="si_boundary",
-    )
+    common.chart(boundary_at(dataset, seed, int(layer) - 1, a, presenter=presenting), key="si_boundary", shared=True)
     st.caption("The 2-16-16-2 ReLU MLP trained with SGD, evaluated with the rescaled weights Aw: the same picture for every a.")
 with right:
     st.subheader(f"Measures at Aw (a = {a:.3g}, ρ = {rho:g}, p = {p_name})")
@@ -144,8 +153,7 @@ with right:
         "first-order ε̂ and one random start (`asam_core.sharpness`)."
     )
 
-curves = {**region_sweep(dataset, seed, int(layer) - 1, rho, p), **hessian_sweep(dataset, seed, int(layer) - 1)}
-common.chart(ratio_figure(curves, values, base, a), key="si_ratio")
+common.chart(ratio_figure(dataset, seed, int(layer) - 1, rho, p, a, presenter=presenting), key="si_ratio", shared=True)
 
 st.markdown(
     r"""
