@@ -111,7 +111,11 @@ class Browser:
             self._click_playback(turn)
         else:
             selector = ", ".join(f".st-key-{key} input[type=range]" for key in control.key.split("|"))
-            page.locator(selector).first.focus()
+            slider = page.locator(selector).first
+            end = slider.get_attribute("max" if control.press == "ArrowRight" else "min")
+            if slider.input_value() == end:
+                raise SystemExit(f"{control.key} is at its end ({end}) after {turn} moves: use a smaller --repeat")
+            slider.focus()
             start = page.evaluate("() => performance.now()")
             page.keyboard.press(control.press)
             return self._idle(start, before)
