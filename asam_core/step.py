@@ -141,12 +141,13 @@ def member_methods_step(
     ``loss_fn`` a sum of per-member losses) where each group of members has its own method.
 
         g = grad L(w);  eps[rows] = T_w · dual(T_w g) per member (asam_core.perturbation, batched),
-        eps[rows] = 0 for plain members;  g' = grad L(w + eps);  w restored exactly;  base step with g'.
+        eps = 0 on every other row;  g' = grad L(w + eps);  w restored exactly;  base step with g'.
 
-    A plain member's g' is its gradient at w, so its update is the base optimizer's own; the others
-    follow ``sharpness_aware_step`` of their SAM / ASAM optimizer on that member alone (biases
-    unnormalized, as ``from_model`` builds them).  One forward and backward pass of the whole batch
-    at w and one at w + eps, instead of one or two per method.  Returns the loss at w (detached)."""
+    Rows of no member with a region are plain: their g' is their gradient at w, so their update is
+    the base optimizer's own; the others follow ``sharpness_aware_step`` of their SAM / ASAM optimizer
+    on that member alone (biases unnormalized, as ``from_model`` builds them).  One forward and
+    backward pass of the whole batch at w and one at w + eps, instead of one or two per method.
+    Returns the loss at w (detached)."""
     params = [w for group in optimizer.param_groups for w in group["params"] if w.requires_grad]
     optimizer.zero_grad(set_to_none=True)
     loss = loss_fn(model(inputs), targets)
@@ -156,14 +157,13 @@ def member_methods_step(
         optimizer.step()
         return loss.detach()
     with torch.no_grad():
-        eps = [w.grad if w.grad is not None else torch.zeros_like(w) for w in params]
-        for member in members:
+        eps = [torch.zeros_like(w) for w in params]
+        for member in perturbed:
             rows = member.rows
-            if member.region is None:
-                torch._foreach_zero_([e[rows] for e in eps])
-                continue
-            perturbation_([e[rows] for e in eps], [w[rows] for w in params], kinds=[member.kinds[id(w)] for w in params],
-                          batched=True, **member.region)
+            part = [e[rows] for e in eps]
+            torch._foreach_copy_(part, [w.grad[rows] if w.grad is not None else e for w, e in zip(params, part)])
+            perturbation_(part, [w[rows] for w in params], kinds=[member.kinds[id(w)] for w in params], batched=True,
+                          **member.region)
         backup = [w.detach().clone() for w in params]
         torch._foreach_add_(params, eps)
     optimizer.zero_grad(set_to_none=True)
