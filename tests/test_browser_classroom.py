@@ -1,5 +1,6 @@
-"""Real browser: the trajectories' play-back runs in the browser (no script rerun), and the toy
-pages in presenter mode at a projector's 1400 x 900 (screenshots in tests/artifacts/)."""
+"""Real browser: the trajectories' play-back runs in the browser (no script rerun), their CSV is
+built on click, and the toy pages in presenter mode at a projector's 1400 x 900 (screenshots in
+tests/artifacts/)."""
 import pytest
 
 from conftest import open_app_page, save_screenshot
@@ -21,6 +22,18 @@ def test_play_back_scrubs_in_the_browser_without_a_script_rerun(app_server, brow
     scrubbed = label.text_content()
     assert "2000" not in scrubbed and scrubbed.split()[-1].isdigit()
     assert page.evaluate("() => window.__runs") == 0
+    page.close()
+
+
+def test_the_trajectories_csv_is_built_when_clicked_and_holds_every_step(app_server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    open_app_page(page, f"{app_server}/trajectories?traj_steps=300")
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_text("Download the trajectories (CSV)").click()
+    rows = open(download.value.path()).read().splitlines()
+    assert download.value.suggested_filename == "trajectories.csv"
+    assert rows[0] == "method,start,step,w1,w2,loss" and len(rows) == 1 + 3 * 301
+    assert {row.split(",")[0] for row in rows[1:]} == {"sgd", "sam", "asam"}
     page.close()
 
 
