@@ -69,9 +69,10 @@ def arrow(start: torch.Tensor, offset: torch.Tensor, color: str, name: str, dash
 def region_figure(pair: RegionPair, box, grid, levels, title: str, presenter: bool) -> go.Figure:
     """The loss, the region at w and at w′ with their worst cases and maximum-loss level curves.
 
-    A fixed size with computed ranges instead of plotly's scaleanchor, whose layout constraint cost
-    the browser ~0.1 s per figure and slider move; the background heatmap smooths with the browser's
-    image scaling (zsmooth "fast": "best" interpolates every pixel in JavaScript, ~0.1 s per figure)."""
+    A fixed size whose plotting area has the box's shape, so plotly's scaleanchor has nothing to do at
+    that size (constraining a stretched figure cost the browser ~0.1 s per figure and slider move) and
+    only keeps one scale where a narrow window shrinks the figure; the background heatmap smooths with
+    the browser's image scaling (zsmooth "fast": "best" interpolates every pixel in JavaScript)."""
     xs, ys, values = grid
     fig = go.Figure(go.Heatmap(
         x=xs, y=ys, z=values, zsmooth="fast", colorscale=LOSS_COLORS, showscale=False, name="L(w)",
@@ -96,9 +97,10 @@ def region_figure(pair: RegionPair, box, grid, levels, title: str, presenter: bo
     (x0, x1), (y0, y1) = box
     margin, width = MARGINS[presenter], PLOT_WIDTH_PX[presenter]
     height = round((width - margin["l"] - margin["r"]) * (y1 - y0) / (x1 - x0)) + margin["t"] + margin["b"]
-    fig.update_layout(  # one scale for w₁ and w₂: the plotting area has the box's shape
-        title=title, width=width, height=height, margin=margin, showlegend=False,
-        xaxis=dict(title="w₁", range=[x0, x1], automargin=False), yaxis=dict(title="w₂", range=[y0, y1], automargin=False),
+    fig.update_layout(  # one scale for w₁ and w₂: the plotting area has the box's shape; scaleanchor keeps it
+        title=title, width=width, height=height, margin=margin, showlegend=False,  # where a narrow column shrinks it
+        xaxis=dict(title="w₁", range=[x0, x1], automargin=False, constrain="domain"),
+        yaxis=dict(title="w₂", range=[y0, y1], automargin=False, scaleanchor="x", scaleratio=1, constrain="domain"),
     )
     return fig
 
