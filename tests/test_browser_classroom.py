@@ -1,5 +1,5 @@
 """Real browser: the trajectories' play-back runs in the browser (no script rerun), their CSV is
-built on click, and the toy pages in presenter mode at a projector's 1400 x 900 (screenshots in
+built on click, Regions keep one scale for w1 and w2 at any window width, and the toy pages in presenter mode at a projector's 1400 x 900 (screenshots in
 tests/artifacts/)."""
 import pytest
 
@@ -34,6 +34,21 @@ def test_the_trajectories_csv_is_built_when_clicked_and_holds_every_step(app_ser
     assert download.value.suggested_filename == "trajectories.csv"
     assert rows[0] == "method,start,step,w1,w2,loss" and len(rows) == 1 + 3 * 301
     assert {row.split(",")[0] for row in rows[1:]} == {"sgd", "sam", "asam"}
+    page.close()
+
+
+@pytest.mark.parametrize("width", [1024, 1400])
+def test_regions_draw_w1_and_w2_on_one_scale_in_a_narrow_and_a_wide_window(width, app_server, browser):
+    """A sphere must look round: units per pixel equal on both axes of every region figure."""
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    open_app_page(page, f"{app_server}/regions")
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 4", timeout=60_000)
+    scales = page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => {
+        const x = gd._fullLayout.xaxis, y = gd._fullLayout.yaxis;
+        return [(x.range[1] - x.range[0]) / x._length, (y.range[1] - y.range[0]) / y._length]; })""")
+    assert len(scales) == 4
+    for per_px_x, per_px_y in scales:
+        assert per_px_y == pytest.approx(per_px_x, rel=0.01)
     page.close()
 
 
