@@ -31,7 +31,8 @@ GRID = 80  # loss grid per axis (float32), the background of every figure
 @st.cache_data(max_entries=64, show_spinner="Maximizing the loss over every region…")
 def scene(loss_name: str, w1: float, w2: float, a: float, rho: float, eta: float, p: float):
     """Region pairs for the three paper regions and the adaptive p-ball, a shared view box (within
-    ASPECT), the loss grid over it, and per pair the level curves of its maximum loss at w and at w′ (toy_problems.contours)."""
+    ASPECT), the loss grid over it, and per pair the level curves of its maximum loss at w and at w′
+    (toy_problems.contours)."""
     loss = get_loss(loss_name)
     w = torch.tensor([w1, w2], dtype=torch.float64)
     pairs = [region_pair(loss, w, a, region, rho, eta) for region in [*REGIONS.values(), adaptive_region(p)]]
