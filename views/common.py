@@ -124,7 +124,7 @@ def chart(figure: Any, key: str, fixed_size: bool = False, shared: bool = False)
 
 def shared_figures(build: Callable[..., Any]) -> Callable[..., Any]:
     """Cache ``build(*args, presenter, **kwargs)`` (a figure or a list of figures) for every session, readable
-    for ``presenter``: st.cache_resource shares the objects (st.cache_data would pickle a plotly
+    for ``presenter`` (by default this page's presenter mode, views.teacher): st.cache_resource shares the objects (st.cache_data would pickle a plotly
     figure and validate it again on every hit, about as slow as building it).  Draw the figures with
     ``chart(..., shared=True)``, which leaves them unchanged; arguments named ``_x`` are not hashed."""
 
@@ -133,4 +133,9 @@ def shared_figures(build: Callable[..., Any]) -> Callable[..., Any]:
         built = build(*args, presenter=presenter, **kwargs)
         return [readable(fig, presenter) for fig in built] if isinstance(built, list) else readable(built, presenter)
 
-    return st.cache_resource(max_entries=64, show_spinner=False)(styled)
+    cached = st.cache_resource(max_entries=64, show_spinner=False)(styled)
+
+    def shared(*args: Any, presenter: bool | None = None, **kwargs: Any) -> Any:
+        return cached(*args, presenter=teacher.presenter() if presenter is None else presenter, **kwargs)
+
+    return shared

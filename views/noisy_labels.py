@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from pydantic import ValidationError
 
-from views import common, teacher
+from views import common
 from views.classifier_plots import boundary_figure
 from views.style import method_line
 from toy_problems.classification import DATASETS, ClassifierConfig, ClassifierRun, train_classifiers
@@ -86,13 +86,12 @@ def trained(config: ClassifierConfig) -> ClassifierRun:
 @common.shared_figures
 def curves_figure(config: ClassifierConfig, metric: str, presenter: bool, _run: ClassifierRun) -> go.Figure:
     """``metric`` over training, mean over seeds, per optimizer (``_run``: the run of ``config``)."""
-    run = _run
     fig = go.Figure()
-    for name, curve in run.seed_mean_curves(metric).items():
-        fig.add_trace(go.Scatter(x=run.eval_steps, y=100 * curve, mode="lines", name=name, line=method_line(name)))
+    for name, curve in _run.seed_mean_curves(metric).items():
+        fig.add_trace(go.Scatter(x=_run.eval_steps, y=100 * curve, mode="lines", name=name, line=method_line(name)))
     if metric == "train_acc":
-        reference = 100 * (1 - run.config.flip_rate)
-        fig.add_trace(go.Scatter(x=[run.eval_steps[0], run.eval_steps[-1]], y=[reference, reference], mode="lines",
+        reference = 100 * (1 - _run.config.flip_rate)
+        fig.add_trace(go.Scatter(x=[_run.eval_steps[0], _run.eval_steps[-1]], y=[reference, reference], mode="lines",
                                  name="ignores the flips (1 − flip rate)", line=dict(color="black", dash="dot", width=2)))
     fig.update_layout(
         title=METRIC_TITLES[metric], height=380, margin=dict(l=10, r=10, t=45, b=10),
@@ -125,10 +124,9 @@ def boundaries(run: ClassifierRun, config: ClassifierConfig, final: dict[str, di
     st.caption(f"Decision boundaries after step {step} of {config.steps}; seed {config.seed + member}, "
                f"flip seed {config.flip_seed + member}. Crosses: points whose label was flipped (drawn in their "
                "wrong colour).")
-    presenting = teacher.presenter()
     for o, (column, name) in enumerate(zip(st.columns(len(config.optimizers)), config.optimizers)):
         with column:
-            common.chart(boundaries_at(config, o, member, shown, presenter=presenting, _run=run),
+            common.chart(boundaries_at(config, o, member, shown, _run=run),
                          key=f"nl_boundary_{name}", shared=True)
             left, right = st.columns(2)
             left.metric("train acc (noisy)", f"{100 * final['train_acc'][name]:.1f}%")
@@ -177,8 +175,7 @@ if config == PRESETS[PAPER_EFFECT]:
 tabs = st.tabs(list(METRIC_TITLES.values()))
 for tab, metric in zip(tabs, METRIC_TITLES):
     with tab:
-        common.chart(curves_figure(config, metric, presenter=teacher.presenter(), _run=run), key=f"nl_curve_{metric}",
-                     shared=True)
+        common.chart(curves_figure(config, metric, _run=run), key=f"nl_curve_{metric}", shared=True)
 
 st.markdown(
     r"""

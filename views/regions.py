@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from views import common, teacher
+from views import common
 from views.style import P_CHOICES
 from toy_problems.contours import level_curve
 from toy_problems.losses import LOSSES, bounding_box, get_loss, loss_grid
@@ -151,7 +151,7 @@ st.caption(
 )
 notes = {**NOTES, adaptive_region(P_CHOICES[p]).name: "Any p > 1 gives a scale-invariant region: p = 2 is the "
          "ellipsoid, p = ∞ the cuboid."}
-figures = region_figures(loss_name, w1, w2, a, rho, eta, p, presenter=teacher.presenter())
+figures = region_figures(loss_name, w1, w2, a, rho, eta, p)
 for row in (0, 2):
     for column, pair, figure in zip(st.columns(2), pairs[row:row + 2], figures[row:row + 2]):
         with column:

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from views import common, teacher
+from views import common
 from views.style import P_CHOICES, TOY_P_CHOICES, method_color
 from views.classifier_plots import boundary_figure
 from toy_problems.classification import DATASETS, decision_grid, grid_axes
@@ -133,11 +133,10 @@ with st.sidebar:
 p = P_CHOICES[p_name]
 values, _ = at_scale(dataset, seed, int(layer) - 1, a, rho, p)
 base, _ = at_scale(dataset, seed, int(layer) - 1, 1.0, rho, p)
-presenting = teacher.presenter()
 
 left, right = st.columns([1, 1])
 with left:
-    common.chart(boundary_at(dataset, seed, int(layer) - 1, a, presenter=presenting), key="si_boundary", shared=True)
+    common.chart(boundary_at(dataset, seed, int(layer) - 1, a), key="si_boundary", shared=True)
     st.caption("The 2-16-16-2 ReLU MLP trained with SGD, evaluated with the rescaled weights Aw: the same picture for every a.")
 with right:
     st.subheader(f"Measures at Aw (a = {a:.3g}, ρ = {rho:g}, p = {p_name})")
@@ -153,7 +152,7 @@ with right:
         "first-order ε̂ and one random start (`asam_core.sharpness`)."
     )
 
-common.chart(ratio_figure(dataset, seed, int(layer) - 1, rho, p, a, presenter=presenting), key="si_ratio", shared=True)
+common.chart(ratio_figure(dataset, seed, int(layer) - 1, rho, p, a), key="si_ratio", shared=True)
 
 st.markdown(
     r"""

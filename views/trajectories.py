@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 from plotly.subplots import make_subplots
 
-from views import common, teacher
+from views import common
 from views.style import TOY_P_CHOICES, method_color, method_line, method_title
 from toy_problems.convergence import OUTCOMES, convergence_map
 from toy_problems.export import trajectories_csv
@@ -219,8 +219,7 @@ loss = get_loss(loss_name)
 config = SimulationConfig(lr=lr, steps=steps, rho=rho, p=float(p), eta=eta, momentum=momentum)
 trajectories = run(loss_name, w1, w2, config)
 box = bounding_box([torch.tensor(loss.box).T, torch.tensor([w1, w2])], margin=0.02)
-common.chart(trajectories_figure(loss_name, w1, w2, config, box, presenter=teacher.presenter()), key="traj_paths",
-             shared=True)
+common.chart(trajectories_figure(loss_name, w1, w2, config, box), key="traj_paths", shared=True)
 st.caption("▶ plays the paths back in the browser; drag the slider under the figure to scrub through the steps.")
 
 summary = trajectories.summary()
