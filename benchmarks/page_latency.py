@@ -41,16 +41,27 @@ VIEWPORT = {"width": 1400, "height": 900}
 _OBSERVE = """() => {
   window.__last = performance.now(); window.__runStart = null; window.__runEnd = null;
   const app = document.querySelector('[data-testid="stApp"]');
-  new MutationObserver((records) => {
-    const now = performance.now();
-    for (const r of records) {
-      if (r.target === app && r.attributeName === 'data-test-script-state') {
-        if (app.getAttribute('data-test-script-state') === 'running') window.__runStart ??= now;
-        else if (window.__runStart !== null) window.__runEnd = now;
+  const watched = new WeakSet();
+  const watch = (doc) => {  // the page and every figure frame (views.figure_frame: same origin)
+    if (!doc || watched.has(doc)) return;
+    watched.add(doc);
+    new MutationObserver((records) => {
+      const now = performance.now();
+      for (const r of records) {
+        if (r.target === app && r.attributeName === 'data-test-script-state') {
+          if (app.getAttribute('data-test-script-state') === 'running') window.__runStart ??= now;
+          else if (window.__runStart !== null) window.__runEnd = now;
+        }
       }
-    }
-    window.__last = now;
-  }).observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
+      window.__last = now;
+      frames();
+    }).observe(doc, {subtree: true, childList: true, attributes: true, characterData: true});
+  };
+  const frames = () => document.querySelectorAll('iframe').forEach((frame) => {
+    try { watch(frame.contentDocument); } catch (error) {}
+  });
+  watch(document);
+  frames();
 }"""
 
 
@@ -125,7 +136,9 @@ class Browser:
         """Click the plotly slider rail of the paths figure (or, before the client-side animation,
         the Streamlit play-back slider) at a new position each turn."""
         page = self.page
-        rail = page.locator(".st-key-traj_paths .slider-rail-rect")
+        in_frame = page.locator(".st-key-traj_paths iframe").count()  # views.figure_frame, or st.plotly_chart before it
+        rail = (page.frame_locator(".st-key-traj_paths iframe") if in_frame else page).locator(
+            ".st-key-traj_paths .slider-rail-rect" if not in_frame else ".slider-rail-rect")
         if rail.count():
             rail.first.scroll_into_view_if_needed()
             box = rail.first.bounding_box()

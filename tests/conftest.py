@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -55,6 +56,12 @@ def registered_pages(app: Path = ROOT / "app.py") -> list[RegisteredPage]:
                 url_path = "" if kwargs.get("default") else kwargs.get("url_path", Path(script).stem)
                 pages.append(RegisteredPage(script, kwargs.get("title", Path(script).stem), url_path))
     return pages
+
+
+def figure_specs(at) -> list[dict]:
+    """The plotly figures an AppTest page drew through views.figure_frame, as JSON objects, in page order."""
+    frames = [e for e in at.get("component_instance") if e.proto.component_name.endswith("figure_frame")]
+    return [json.loads(next(a.bytes for a in e.proto.special_args if a.key == "spec")) for e in frames]
 
 
 def artifact_path(name: str) -> str:
@@ -144,12 +151,29 @@ def browser_page(browser):
 
 
 def open_app_page(page, url: str) -> None:
-    """Load ``url`` and wait until the Streamlit script has finished and its charts are drawn."""
+    """Load ``url`` and wait until the Streamlit script has finished and its figures are drawn."""
     page.goto(url, wait_until="domcontentloaded")
     page.wait_for_selector('[data-testid="stMainBlockContainer"] [data-testid="stElementContainer"]',
                            timeout=PAGE_RUN_TIMEOUT_MS)
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=PAGE_RUN_TIMEOUT_MS)
     page.wait_for_timeout(1500)
+    page.wait_for_function(_FIGURES_SETTLED, timeout=PAGE_RUN_TIMEOUT_MS)  # frames mount after the script's end
+
+
+_FIGURE_FRAMES = 'Array.from(document.querySelectorAll(\'iframe[src*="figure_frame"]\')).map(f => f.contentDocument)'
+_FIGURES_SETTLED = f"""() => {_FIGURE_FRAMES}.every(d => d && d.getElementById('problem')
+    && (d.querySelector('.js-plotly-plot .main-svg') || !d.getElementById('problem').hidden))"""
+
+
+def figure_frames(page) -> list:
+    """The frames of views.figure_frame on ``page`` (one plotly figure each)."""
+    return [frame for frame in page.frames if "figure_frame" in frame.url]
+
+
+def figure_problems(page) -> list[str]:
+    """The messages of the figure frames that could not draw their figure."""
+    return page.evaluate(f"() => {_FIGURE_FRAMES}.map(d => d.getElementById('problem')).filter(e => !e.hidden)"
+                         ".map(e => e.textContent)")
 
 
 def save_screenshot(page, name: str, max_height: int = 8000) -> str:

@@ -1,13 +1,13 @@
 """AppTest of the CIFAR page's live part: step losses drawn from the store, a database deleted under the page."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
 from asam_core.runs.store import RunStore, this_host
 from asam_core.train.config import RunConfig
+from conftest import figure_specs
 
 PAGE = str(Path(__file__).resolve().parents[1] / "views" / "cifar_runs.py")
 
@@ -23,7 +23,7 @@ def test_step_losses_of_a_running_run_are_drawn(tmp_path, monkeypatch):
     at.query_params["cifar_runs"] = str(run_id)
     at.run()
     assert not at.exception
-    (steps,) = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    (steps,) = figure_specs(at)
     (trace,) = steps["data"]
     assert (trace["x"], trace["y"]) == ([5, 10, 15], [2.3, 2.1, 1.9])
     assert "curves appear when the first epoch" in at.info[0].value

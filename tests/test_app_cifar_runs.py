@@ -13,6 +13,7 @@ from asam_core.runs.store import METRIC_FIELDS, RunStore, this_host
 from asam_core.train.config import PRESETS, RunConfig
 from asam_core.train.path_sketch import SKETCH_DIM
 from views.common import shown
+from conftest import figure_specs
 
 PAGE = str(Path(__file__).resolve().parents[1] / "views" / "cifar_runs.py")
 
@@ -140,7 +141,7 @@ def test_finished_runs_in_the_url_show_table_curves_trajectories_and_csv(store):
     assert table["run"].tolist() == [3, 2, 1] and table["status"].tolist() == ["done"] * 3
     assert table["best test acc (%)"].tolist() == pytest.approx([63.0, 62.0, 61.0])
     assert at.multiselect(key="cifar_compare").value == [first, second]
-    curves, plane, profiles, surface = (json.loads(chart.proto.spec) for chart in at.get("plotly_chart"))
+    curves, plane, profiles, surface = figure_specs(at)
     test_acc = [t for t in curves["data"] if t["name"].endswith("(test)") and t["xaxis"] == "x"]
     assert [t["y"] for t in test_acc] == [pytest.approx([21, 41, 61]), pytest.approx([22, 42, 62])]
     paths = [t for t in plane["data"] if t.get("name", "").startswith("#")]
@@ -164,7 +165,7 @@ def test_runs_differing_only_in_seed_show_mean_and_interval_and_other_initializa
     (group,) = groups.to_dict("records")
     # test accuracies 61, 62, 63: mean 62, half-width t_{0.975, 2} · 1 / √3 = 4.303 / 1.732
     assert group["seeds"] == "0, 1, 2" and group["test accuracy (%)"] == "62.00 ± 2.48"
-    planes = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "PC1" in c.proto.spec]
+    planes = [s for s in figure_specs(at) if "PC1" in json.dumps(s)]
     assert len(planes) == 3, "three seeds: three initializations, three planes"
 
 

@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from toy_problems.classification import ClassifierConfig, train_classifiers
 from toy_problems.noisy_labels import PRESETS, QUICK
+from conftest import figure_specs
 
 PAGE = str(Path(__file__).resolve().parents[1] / "views" / "noisy_labels.py")
 SMALL = {"nl_steps": "60", "nl_width": "8", "nl_n_train": "60", "nl_flip_rate": "0.2", "nl_seed": "4"}
@@ -31,7 +32,7 @@ def test_page_trains_the_url_setting_and_shows_boundaries_metrics_and_curves():
     assert test_acc == [f"{100 * run.final('test_acc')[name]:.1f}%" for name in ("SGD", "SAM", "ASAM")]
     train_acc = [m.value for m in at.metric if m.label == "train acc (noisy)"]
     assert train_acc == [f"{100 * run.final('train_acc')[name]:.1f}%" for name in ("SGD", "SAM", "ASAM")]
-    assert len(at.get("plotly_chart")) == 6
+    assert len(figure_specs(at)) == 6
     fitted = [c.value for c in at.caption if "flipped points fitted" in c.value]
     assert fitted == [f"{100 * run.final('flipped_fit')[n]:.0f}% of the flipped points fitted to their wrong label."
                       for n in ("SGD", "SAM", "ASAM")]
@@ -42,10 +43,10 @@ def test_page_trains_the_url_setting_and_shows_boundaries_metrics_and_curves():
 
 def test_snapshot_slider_shows_the_boundaries_of_an_earlier_step():
     at = open_page(SMALL)
-    final = at.get("plotly_chart")[0].proto.spec
+    final = figure_specs(at)[0]
     at.select_slider(key="nl_snapshot").set_value(0).run()
     assert not at.exception, at.exception
-    assert at.get("plotly_chart")[0].proto.spec != final
+    assert figure_specs(at)[0] != final
     assert "after step 0 of 60" in " ".join(c.value for c in at.caption)
     assert at.query_params["nl_snapshot"] == "0"
 

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
+from conftest import figure_specs
 
 PAGE = str(Path(__file__).resolve().parents[1] / "views" / "scale_invariance.py")
 
@@ -20,7 +20,7 @@ def shown(at: AppTest) -> dict[str, float]:
 
 def boundary_probabilities(at: AppTest) -> np.ndarray:
     """P(class 1) on the grid of the first figure (plotly sends it base64-encoded)."""
-    z = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["z"]
+    z = figure_specs(at)[0]["data"][0]["z"]
     return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"])
 
 
@@ -29,7 +29,7 @@ def test_rescaling_slider_changes_sharpness_but_not_adaptive_sharpness_loss_or_b
     at.run()
     assert not at.exception, at.exception
     at_one = shown(at)
-    assert len(at.get("plotly_chart")) == 2
+    assert len(figure_specs(at)) == 2
     boundary = boundary_probabilities(at)
     at.select_slider(key="si_a").set_value(10.0).run()
     assert not at.exception, at.exception

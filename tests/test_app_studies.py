@@ -15,6 +15,7 @@ from asam_core.runs.store import METRIC_FIELDS, RunStore, this_host
 from asam_core.runs.study_presets import STUDY_PRESETS
 from asam_core.runs.sweep import Sweep
 from views.common import shown
+from conftest import figure_specs
 
 PAGE = str(Path(__file__).resolve().parents[1] / "views" / "studies.py")
 
@@ -90,7 +91,7 @@ def test_a_finished_curve_study_draws_means_with_intervals_like_the_core(store):
     accuracy = dict(zip(study.run_ids, (0.50, 0.54, 0.60, 0.61)))
     finish(store, {i: {"test_acc": a, "test_loss": 1.0} for i, a in accuracy.items()})
     at = open_page({"study": str(study.id)})
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    spec = figure_specs(at)[0]
     (trace,) = spec["data"]
     (curve,) = study_results.curves(sweep, studies.runs(store, study), store.metrics(list(study.run_ids)))
     assert trace["x"] == [0.05, 0.1] and trace["y"] == pytest.approx([p.mean for p in curve.points])
@@ -105,7 +106,7 @@ def test_a_study_of_one_setting_puts_its_series_side_by_side(store):
                   variants=[{"optimizer": "sgd", "label": "SGD"}, {"optimizer": "sam", "label": "SAM"}], seeds=[0, 1])
     study = studies.submit(store, sweep, "ada")
     finish(store, {i: {"test_acc": a, "test_loss": 1.0} for i, a in zip(study.run_ids, (0.30, 0.32, 0.35, 0.36))})
-    spec = json.loads(open_page().get("plotly_chart")[0].proto.spec)
+    spec = figure_specs(open_page())[0]
     assert [t["x"] for t in spec["data"]] == [["SGD"], ["SAM"]]
     assert [t["y"] for t in spec["data"]] == [pytest.approx([31.0]), pytest.approx([35.5])]
     assert "at label_noise = 0.4" in spec["layout"]["title"]["text"]
@@ -127,7 +128,7 @@ def test_a_correlation_study_shows_table1_and_four_scatters(store):
     tau_row = dict(zip(table.columns, table.iloc[0]))
     assert tau_row["adaptive sharpness, p = 2"] == "+1.00" == f"{result.tau['adaptive_sharpness']:+.2f}"
     assert tau_row["sharpness, p = ∞"] == "-1.00" and tau_row["sharpness, p = 2"] == f"{result.tau['sharpness']:+.2f}"
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    spec = figure_specs(at)[0]
     assert len(spec["data"]) == 4 and all(len(t["x"]) == 4 for t in spec["data"])
     titles = [a["text"] for a in spec["layout"]["annotations"]]
     assert any(t.startswith("adaptive sharpness, p = 2: τ = +1.00") for t in titles)

@@ -1,7 +1,8 @@
-"""Real browser smoke test: every page registered in app.py opens in chromium without an error box."""
+"""Real browser smoke test: every page registered in app.py opens in chromium without an error box
+and draws every figure."""
 import pytest
 
-from conftest import open_app_page, registered_pages, running_app, save_screenshot
+from conftest import figure_problems, open_app_page, registered_pages, running_app, save_screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -17,6 +18,7 @@ def test_page_opens_without_an_error_box(registered, app_server, browser_page):
     save_screenshot(browser_page, f"page_{registered.url_path or 'home'}.png")
     assert browser_page.locator('[data-testid="stException"]').count() == 0
     assert "Traceback" not in browser_page.inner_text("body")
+    assert figure_problems(browser_page) == []
     sidebar = browser_page.inner_text('[data-testid="stSidebar"]')
     assert registered.title in sidebar
 

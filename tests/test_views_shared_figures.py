@@ -1,8 +1,10 @@
 """views.common.shared_figures: one build per setting for every session, readable, never changed by drawing."""
+import json
+
 import plotly.graph_objects as go
 import pytest
 
-from views import common
+from views import common, figure_frame
 from views.style import FONT_SIZE, PRESENTER_FONT_SIZE, PRESENTER_HEIGHT
 
 
@@ -23,15 +25,18 @@ def test_a_setting_is_built_once_readable_and_drawing_leaves_it_unchanged(monkey
     again = figure_of(0.5, presenter=False, _source=Unhashable())
     projected = figure_of(0.5, presenter=True, _source=Unhashable())
     assert again is first and builds == [(0.5, False), (0.5, True)]
-    assert first.layout.font.size == FONT_SIZE and first.layout.height == 400
-    assert projected.layout.font.size == PRESENTER_FONT_SIZE and projected.layout.height == int(400 * PRESENTER_HEIGHT)
+    assert first.figure.layout.font.size == FONT_SIZE and first.figure.layout.height == 400
+    assert projected.figure.layout.font.size == PRESENTER_FONT_SIZE
+    assert projected.figure.layout.height == int(400 * PRESENTER_HEIGHT)
+    assert json.loads(first.spec) == json.loads(figure_frame.spec(first.figure))
 
     drawn = []
-    monkeypatch.setattr(common.st, "plotly_chart", lambda figure, **kwargs: drawn.append(figure.to_dict()))
-    before = first.to_dict()
-    common.chart(first, key="shared_test", shared=True)
-    common.chart(first, key="shared_test_2", shared=True)
-    assert first.to_dict() == before == drawn[0] == drawn[1]
+    monkeypatch.setattr(figure_frame, "draw", lambda spec, key, fixed_size: drawn.append(json.loads(spec)))
+    before = first.figure.to_dict()
+    common.chart(first, key="shared_test")
+    common.chart(first, key="shared_test_2")
+    assert first.figure.to_dict() == before
+    assert drawn[0] == drawn[1] == json.loads(figure_frame.spec(first.figure))
 
 
 @pytest.mark.parametrize("presenter", [False, True])
@@ -40,7 +45,7 @@ def test_a_list_of_figures_is_made_readable_figure_by_figure(presenter):
     def pair(presenter: bool) -> list[go.Figure]:
         return [go.Figure(layout=dict(height=300)), go.Figure(layout=dict(height=300, width=500))]
 
-    tall, fixed = pair(presenter=presenter)
+    tall, fixed = (shared.figure for shared in pair(presenter=presenter))
     size = PRESENTER_FONT_SIZE if presenter else FONT_SIZE
     assert tall.layout.font.size == fixed.layout.font.size == size
     assert tall.layout.height == (int(300 * PRESENTER_HEIGHT) if presenter else 300)

@@ -17,6 +17,7 @@ from asam_core.runs.analysis import LossProfile, LossSurface, SharedPlane, loss_
 from asam_core.runs.reports import run_name
 from asam_core.runs.seed_groups import group_rows, groups_csv, seed_groups
 from asam_core.runs.store import RunRecord, RunStore
+from views.common import chart
 from views.style import run_color
 
 FLATNESS_COLUMNS = {"sharpness": "sharpness (SAM Eq. 2, ρ = 0.05)",
@@ -92,7 +93,7 @@ def show_plane(store: RunStore, runs: Sequence[RunRecord]) -> None:
     if not planes:
         st.info("The paths appear when the first epoch of a compared run has finished.")
     for plane in planes:
-        st.plotly_chart(plane_figure(plane, by_id), key=f"cifar_plane_{'_'.join(map(str, plane.run_ids))}")
+        chart(plane_figure(plane, by_id), key=f"cifar_plane_{'_'.join(map(str, plane.run_ids))}")
     if len(planes) > 1:
         st.caption("Runs from different initial weights (model, seed or dataset differ) get separate planes.")
     st.caption("Dots: epochs (hover for the number); arrow and diamond: the direction of travel and the last "
@@ -110,7 +111,7 @@ def show_flatness(store: RunStore, runs: Sequence[RunRecord], metrics: Sequence[
         st.info("Flatness is measured at the end of each run (and every `flatness_every_epochs` epochs).")
         return
     if profiles:
-        st.plotly_chart(profile_figure(profiles, by_id), key="cifar_profiles")
+        chart(profile_figure(profiles, by_id), key="cifar_profiles")
     show_surface(store, runs)
     if rows:
         st.dataframe(rows, hide_index=True, key="cifar_flatness", column_config={
@@ -165,6 +166,6 @@ def show_surface(store: RunStore, runs: Sequence[RunRecord]) -> None:
     chosen = st.selectbox("Loss surface around run", list(surfaces), key="cifar_surface_run",
                           format_func=lambda i: run_name(by_id[i]))
     surface = loss_surface(surfaces[chosen], store.artifacts([chosen], "path_sketch").get(chosen, []))
-    st.plotly_chart(surface_figure(surface, by_id[chosen]), key="cifar_surface")
+    chart(surface_figure(surface, by_id[chosen]), key="cifar_surface")
     st.caption("Measured once at the end of the run on the fixed 128 training images (asam_core.train.flatness): "
                "every epoch of the path is placed on this plane through its sketch (accurate to about 2%).")

@@ -27,7 +27,7 @@ from views import cifar_analysis as analysis
 from views import cifar_figures as figures
 from views import cifar_form as form
 from views import teacher
-from views.common import keep_pinned, shown
+from views.common import chart, keep_pinned, shown
 
 AUTOSTART_WORKER = os.environ.get("ASAM_LAB_WORKER_AUTOSTART", "1") != "0"
 MAX_CANCEL_ROWS = 8  # running and queued runs listed with a Cancel button
@@ -324,12 +324,12 @@ def compare(runs: list[RunRecord]) -> None:
     chosen_runs = [by_id[i] for i in selected]
     steps = figures.step_loss_traces(chosen_runs, store.step_losses(selected))
     if steps:
-        st.plotly_chart(figures.step_loss_figure(steps), key="cifar_steps")
+        chart(figures.step_loss_figure(steps), key="cifar_steps")
     metrics = store.metrics(selected)
     if not metrics:
         st.info("The curves appear when the first epoch of a compared run has finished.")
         return
-    st.plotly_chart(figures.curves_figure(figures.curve_traces(chosen_runs, metrics)), key="cifar_curves")
+    chart(figures.curves_figure(figures.curve_traces(chosen_runs, metrics)), key="cifar_curves")
     paths, flatness, seeds = st.tabs(["Paths on the PCA plane", "Flatness", "Seeds: mean ± 95% interval"])
     with paths:
         analysis.show_plane(store, chosen_runs)

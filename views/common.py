@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import plotly.graph_objects as go
 import streamlit as st
 
-from views import teacher
+from views import figure_frame, teacher
 from views.style import readable
 
 SHOWN_CHARS = 40
@@ -114,24 +116,37 @@ def toggle(label: str, key: str, default: bool, **kwargs: Any) -> bool:
     return _draw(key, st.toggle, label, **kwargs)
 
 
-def chart(figure: Any, key: str, fixed_size: bool = False, shared: bool = False) -> None:
-    """st.plotly_chart of ``figure`` with the readable fonts of views.style, larger in presenter mode;
-    ``fixed_size``: drawn at the figure's own width and height instead of the column's width;
-    ``shared``: a figure from ``shared_figures``, already readable and not to be changed."""
-    figure = figure if shared else readable(figure, teacher.presenter())
-    st.plotly_chart(figure, key=key, width="content" if fixed_size else "stretch")
+@dataclass(frozen=True)
+class SharedFigure:
+    """A figure from ``shared_figures``: readable, never changed again, with its JSON made once."""
+
+    figure: go.Figure
+    spec: str
+
+
+def chart(figure: go.Figure | SharedFigure, key: str, fixed_size: bool = False) -> None:
+    """Draw ``figure`` in the frame ``key`` (views.figure_frame: later figures update it in place), with
+    the readable look of views.style, larger in presenter mode (a SharedFigure already has it);
+    ``fixed_size``: drawn at the figure's own width and height instead of the column's width."""
+    spec = figure.spec if isinstance(figure, SharedFigure) else figure_frame.spec(readable(figure, teacher.presenter()))
+    figure_frame.draw(spec, key, fixed_size)
 
 
 def shared_figures(build: Callable[..., Any]) -> Callable[..., Any]:
-    """Cache ``build(*args, presenter, **kwargs)`` (a figure or a list of figures) for every session, readable
-    for ``presenter`` (by default this page's presenter mode, views.teacher): st.cache_resource shares the objects (st.cache_data would pickle a plotly
-    figure and validate it again on every hit, about as slow as building it).  Draw the figures with
-    ``chart(..., shared=True)``, which leaves them unchanged; arguments named ``_x`` are not hashed."""
+    """Cache ``build(*args, presenter, **kwargs)`` (a figure or a list of figures) for every session as
+    SharedFigures, readable for ``presenter`` (by default this page's presenter mode, views.teacher):
+    st.cache_resource shares the objects (st.cache_data would pickle a plotly figure and validate it
+    again on every hit, about as slow as building it).  Draw them with ``chart``; arguments named
+    ``_x`` are not hashed."""
+
+    def shared_figure(fig: go.Figure, presenter: bool) -> SharedFigure:
+        fig = readable(fig, presenter)
+        return SharedFigure(fig, figure_frame.spec(fig))
 
     @functools.wraps(build)  # the cache is keyed by build's name and source, its _arguments are not hashed
     def styled(*args: Any, presenter: bool, **kwargs: Any) -> Any:
         built = build(*args, presenter=presenter, **kwargs)
-        return [readable(fig, presenter) for fig in built] if isinstance(built, list) else readable(built, presenter)
+        return [shared_figure(fig, presenter) for fig in built] if isinstance(built, list) else shared_figure(built, presenter)
 
     cached = st.cache_resource(max_entries=64, show_spinner=False)(styled)
 

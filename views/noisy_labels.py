@@ -126,8 +126,7 @@ def boundaries(run: ClassifierRun, config: ClassifierConfig, final: dict[str, di
                "wrong colour).")
     for o, (column, name) in enumerate(zip(st.columns(len(config.optimizers)), config.optimizers)):
         with column:
-            common.chart(boundaries_at(config, o, member, shown, _run=run),
-                         key=f"nl_boundary_{name}", shared=True)
+            common.chart(boundaries_at(config, o, member, shown, _run=run), key=f"nl_boundary_{name}")
             left, right = st.columns(2)
             left.metric("train acc (noisy)", f"{100 * final['train_acc'][name]:.1f}%")
             right.metric("clean test acc", f"{100 * final['test_acc'][name]:.1f}%")
@@ -175,7 +174,7 @@ if config == PRESETS[PAPER_EFFECT]:
 tabs = st.tabs(list(METRIC_TITLES.values()))
 for tab, metric in zip(tabs, METRIC_TITLES):
     with tab:
-        common.chart(curves_figure(config, metric, _run=run), key=f"nl_curve_{metric}", shared=True)
+        common.chart(curves_figure(config, metric, _run=run), key=f"nl_curve_{metric}")
 
 st.markdown(
     r"""

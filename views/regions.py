@@ -155,7 +155,7 @@ figures = region_figures(loss_name, w1, w2, a, rho, eta, p)
 for row in (0, 2):
     for column, pair, figure in zip(st.columns(2), pairs[row:row + 2], figures[row:row + 2]):
         with column:
-            common.chart(figure, key=f"regions_plot_{pair.region.name}", fixed_size=True, shared=True)
+            common.chart(figure, key=f"regions_plot_{pair.region.name}", fixed_size=True)
             st.markdown(f"${pair.region.formula}$")
             caption(pair, notes[pair.region.name])
 

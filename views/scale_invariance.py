@@ -136,7 +136,7 @@ base, _ = at_scale(dataset, seed, int(layer) - 1, 1.0, rho, p)
 
 left, right = st.columns([1, 1])
 with left:
-    common.chart(boundary_at(dataset, seed, int(layer) - 1, a), key="si_boundary", shared=True)
+    common.chart(boundary_at(dataset, seed, int(layer) - 1, a), key="si_boundary")
     st.caption("The 2-16-16-2 ReLU MLP trained with SGD, evaluated with the rescaled weights Aw: the same picture for every a.")
 with right:
     st.subheader(f"Measures at Aw (a = {a:.3g}, ρ = {rho:g}, p = {p_name})")
@@ -152,7 +152,7 @@ with right:
         "first-order ε̂ and one random start (`asam_core.sharpness`)."
     )
 
-common.chart(ratio_figure(dataset, seed, int(layer) - 1, rho, p, a), key="si_ratio", shared=True)
+common.chart(ratio_figure(dataset, seed, int(layer) - 1, rho, p, a), key="si_ratio")
 
 st.markdown(
     r"""

@@ -38,13 +38,23 @@ def run_color(run_id: int) -> str:
 INK = "#111111"
 FONT_SIZE, PRESENTER_FONT_SIZE = 15, 20
 PRESENTER_HEIGHT = 1.25
+GRID = "#e4e7ed"
+TEMPLATE = go.layout.Template(layout=dict(  # the page's look: its font, white, light grid
+    font=dict(family='"Source Sans", "Source Sans Pro", sans-serif', color=INK),
+    paper_bgcolor="white", plot_bgcolor="white", colorway=RUN_PALETTE,
+    title=dict(x=0, xanchor="left", font=dict(weight=600)),
+    xaxis=dict(gridcolor=GRID, zerolinecolor="#c7ccd6", linecolor=GRID, ticks="", automargin=True),
+    yaxis=dict(gridcolor=GRID, zerolinecolor="#c7ccd6", linecolor=GRID, ticks="", automargin=True),
+    legend=dict(bgcolor="rgba(255,255,255,0)"),
+))
 
 
 def readable(fig: go.Figure, presenter: bool = False) -> go.Figure:
-    """``fig`` with fonts readable on a projector: dark text, 15 px (20 px and 25 % taller figures
-    in presenter mode, unless the figure has a fixed width); axis titles a little larger than the ticks."""
+    """``fig`` in the page's look (TEMPLATE) with fonts readable on a projector: dark text, 15 px (20 px
+    and 25 % taller figures in presenter mode, unless the figure has a fixed width); axis titles a
+    little larger than the ticks."""
     size = PRESENTER_FONT_SIZE if presenter else FONT_SIZE
-    fig.update_layout(font=dict(size=size, color=INK), title_font=dict(size=size + 3, color=INK))
+    fig.update_layout(template=TEMPLATE, font=dict(size=size, color=INK), title_font=dict(size=size + 3, color=INK))
     axis = dict(tickfont=dict(size=size, color=INK), title_font=dict(size=size + 1, color=INK))
     fig.update_xaxes(**axis)
     fig.update_yaxes(**axis)

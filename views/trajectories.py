@@ -110,7 +110,7 @@ def trajectories_figure(loss_name: str, w1: float, w2: float, config: Simulation
         legend=dict(orientation="h", yanchor="bottom", y=1.08, x=0.0, xanchor="left"),
         sliders=[dict(
             active=len(frames) - 1, y=0, yanchor="top", pad=dict(t=75), len=0.88, x=0.12,
-            currentvalue=dict(prefix="play-back: paths up to step "),
+            currentvalue=dict(prefix="play-back: paths up to step "), transition=dict(duration=0),
             steps=[dict(method="animate", label=f.name, args=[[f.name], still]) for f in frames],
         )],
         updatemenus=[dict(type="buttons", direction="left", x=0.0, y=0, xanchor="left", yanchor="top", pad=dict(t=95),
@@ -219,7 +219,7 @@ loss = get_loss(loss_name)
 config = SimulationConfig(lr=lr, steps=steps, rho=rho, p=float(p), eta=eta, momentum=momentum)
 trajectories = run(loss_name, w1, w2, config)
 box = bounding_box([torch.tensor(loss.box).T, torch.tensor([w1, w2])], margin=0.02)
-common.chart(trajectories_figure(loss_name, w1, w2, config, box), key="traj_paths", shared=True)
+common.chart(trajectories_figure(loss_name, w1, w2, config, box), key="traj_paths")
 st.caption("▶ plays the paths back in the browser; drag the slider under the figure to scrub through the steps.")
 
 summary = trajectories.summary()
