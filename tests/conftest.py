@@ -150,19 +150,20 @@ def browser_page(browser):
     page.close()
 
 
-def open_app_page(page, url: str) -> None:
-    """Load ``url`` and wait until the Streamlit script has finished and its figures are drawn."""
+def open_app_page(page, url: str, figures: int = 0) -> None:
+    """Load ``url`` and wait until the Streamlit script has finished and its figures (at least
+    ``figures`` of them) are drawn."""
     page.goto(url, wait_until="domcontentloaded")
     page.wait_for_selector('[data-testid="stMainBlockContainer"] [data-testid="stElementContainer"]',
                            timeout=PAGE_RUN_TIMEOUT_MS)
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=PAGE_RUN_TIMEOUT_MS)
     page.wait_for_timeout(1500)
-    page.wait_for_function(_FIGURES_SETTLED, timeout=PAGE_RUN_TIMEOUT_MS)  # frames mount after the script's end
+    page.wait_for_function(_FIGURES_SETTLED, arg=figures, timeout=PAGE_RUN_TIMEOUT_MS)  # frames mount after the script's end
 
 
 _FIGURE_FRAMES = 'Array.from(document.querySelectorAll(\'iframe[src*="figure_frame"]\')).map(f => f.contentDocument)'
-_FIGURES_SETTLED = f"""() => {_FIGURE_FRAMES}.every(d => d && d.getElementById('problem')
-    && (d.querySelector('.js-plotly-plot .main-svg') || !d.getElementById('problem').hidden))"""
+_FIGURES_SETTLED = f"""(count) => {_FIGURE_FRAMES}.length >= count && {_FIGURE_FRAMES}.every(d => d
+    && d.getElementById('problem') && (d.querySelector('.js-plotly-plot .main-svg') || !d.getElementById('problem').hidden))"""
 
 
 def figure_frames(page) -> list:

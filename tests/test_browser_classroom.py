@@ -10,7 +10,7 @@ pytestmark = pytest.mark.browser
 
 def test_play_back_scrubs_in_the_browser_without_a_script_rerun(app_server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
-    open_app_page(page, f"{app_server}/trajectories?traj_map=false")
+    open_app_page(page, f"{app_server}/trajectories?traj_map=false", figures=1)
     page.evaluate("""() => { window.__runs = 0; const app = document.querySelector('[data-testid="stApp"]');
         new MutationObserver(() => { if (app.getAttribute('data-test-script-state') === 'running') window.__runs++; })
         .observe(app, {attributes: true}); }""")
@@ -30,7 +30,7 @@ def test_a_slider_move_updates_the_figure_in_place(app_server, browser):
     """After a move the figure frame and its plot are the same nodes (Plotly.react, no remount) and
     the paths are the new ones."""
     page = browser.new_page(viewport={"width": 1400, "height": 900})
-    open_app_page(page, f"{app_server}/trajectories?traj_map=false&traj_rho=0.05")
+    open_app_page(page, f"{app_server}/trajectories?traj_map=false&traj_rho=0.05", figures=1)
     page.evaluate("() => { document.querySelector('.st-key-traj_paths iframe').dataset.mark = 'kept'; }")
     (frame,) = figure_frames(page)
     path_ends = """() => JSON.stringify(document.querySelector('.js-plotly-plot')._fullData
@@ -63,7 +63,7 @@ def test_the_trajectories_csv_is_built_when_clicked_and_holds_every_step(app_ser
 def test_regions_draw_w1_and_w2_on_one_scale_in_a_narrow_and_a_wide_window(width, app_server, browser):
     """A sphere must look round: units per pixel equal on both axes of every region figure."""
     page = browser.new_page(viewport={"width": width, "height": 800})
-    open_app_page(page, f"{app_server}/regions")
+    open_app_page(page, f"{app_server}/regions", figures=4)
     scales = [frame.evaluate("""() => { const gd = document.querySelector('.js-plotly-plot');
         const x = gd._fullLayout.xaxis, y = gd._fullLayout.yaxis;
         return [(x.range[1] - x.range[0]) / x._length, (y.range[1] - y.range[0]) / y._length]; }""")

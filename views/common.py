@@ -118,30 +118,29 @@ def toggle(label: str, key: str, default: bool, **kwargs: Any) -> bool:
 
 @dataclass(frozen=True)
 class SharedFigure:
-    """A figure from ``shared_figures``: readable, never changed again, with its JSON made once."""
+    """A figure from ``shared_figures``: readable, as the JSON the frame receives, made once."""
 
-    figure: go.Figure
     spec: str
 
 
-def chart(figure: go.Figure | SharedFigure, key: str, fixed_size: bool = False) -> None:
-    """Draw ``figure`` in the frame ``key`` (views.figure_frame: later figures update it in place), with
-    the readable look of views.style, larger in presenter mode (a SharedFigure already has it);
-    ``fixed_size``: drawn at the figure's own width and height instead of the column's width."""
+def chart(figure: go.Figure | dict | SharedFigure, key: str, fixed_size: bool = False) -> None:
+    """Draw ``figure`` (a plotly figure or its JSON object) in the frame ``key`` (views.figure_frame:
+    later figures update it in place), with the readable look of views.style, larger in presenter
+    mode (a SharedFigure already has it); ``fixed_size``: drawn at the figure's own width and height
+    instead of the column's width."""
     spec = figure.spec if isinstance(figure, SharedFigure) else figure_frame.spec(readable(figure, teacher.presenter()))
     figure_frame.draw(spec, key, fixed_size)
 
 
 def shared_figures(build: Callable[..., Any]) -> Callable[..., Any]:
-    """Cache ``build(*args, presenter, **kwargs)`` (a figure or a list of figures) for every session as
-    SharedFigures, readable for ``presenter`` (by default this page's presenter mode, views.teacher):
-    st.cache_resource shares the objects (st.cache_data would pickle a plotly figure and validate it
-    again on every hit, about as slow as building it).  Draw them with ``chart``; arguments named
-    ``_x`` are not hashed."""
+    """Cache ``build(*args, presenter, **kwargs)`` (a figure or a list of figures, as plotly figures or
+    their JSON objects) for every session as SharedFigures, readable for ``presenter`` (by default this
+    page's presenter mode, views.teacher): st.cache_resource shares the objects (st.cache_data would
+    pickle a plotly figure and validate it again on every hit, about as slow as building it).  Draw
+    them with ``chart``; arguments named ``_x`` are not hashed."""
 
-    def shared_figure(fig: go.Figure, presenter: bool) -> SharedFigure:
-        fig = readable(fig, presenter)
-        return SharedFigure(fig, figure_frame.spec(fig))
+    def shared_figure(fig: go.Figure | dict, presenter: bool) -> SharedFigure:
+        return SharedFigure(figure_frame.spec(readable(fig, presenter)))
 
     @functools.wraps(build)  # the cache is keyed by build's name and source, its _arguments are not hashed
     def styled(*args: Any, presenter: bool, **kwargs: Any) -> Any:

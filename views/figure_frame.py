@@ -17,8 +17,10 @@ import tempfile
 from pathlib import Path
 
 import plotly
+import plotly.graph_objects as go
 import plotly.io
 import streamlit.components.v1 as components
+from _plotly_utils.utils import convert_to_base64
 
 PAGE = Path(__file__).with_name("figure_frame.html")
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -62,8 +64,12 @@ def served_folder(roots: tuple[Path, ...] | None = None) -> Path:
 _frame = components.declare_component("figure_frame", path=str(served_folder()))
 
 
-def spec(figure) -> str:
-    """The figure as plotly JSON (arrays as typed base64 blocks), as the frame receives it."""
+def spec(figure: go.Figure | dict) -> str:
+    """The figure (a plotly figure, or its JSON object: numpy arrays in it are converted in place) as
+    plotly JSON, numpy arrays as typed base64 blocks as plotly's ``to_dict`` writes them: the JSON
+    the frame receives."""
+    if isinstance(figure, dict):
+        convert_to_base64(figure)
     return plotly.io.to_json(figure, validate=False)
 
 

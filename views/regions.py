@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 import torch
 
@@ -52,63 +51,64 @@ def shaped(box, aspect: tuple[float, float] = ASPECT):
     return (cx - half_x, cx + half_x), (cy - half_y, cy + half_y)
 
 
-def level_line(curve, color: str, name: str) -> go.Scatter:
+def level_line(curve, color: str, name: str) -> dict:
     x, y = curve
-    return go.Scatter(x=x, y=y, mode="lines", name=name, hoverinfo="skip", line=dict(color=color, width=2, dash="dot"))
+    return dict(type="scatter", x=x, y=y, mode="lines", name=name, hoverinfo="skip",
+                line=dict(color=color, width=2, dash="dot"))
 
 
-def arrow(start: torch.Tensor, offset: torch.Tensor, color: str, name: str, dash: str = "solid") -> go.Scatter:
+def arrow(start: torch.Tensor, offset: torch.Tensor, color: str, name: str, dash: str = "solid") -> dict:
     end = start + offset
-    return go.Scatter(
-        x=[float(start[0]), float(end[0])], y=[float(start[1]), float(end[1])], mode="lines+markers", name=name,
-        line=dict(color=color, width=2.5 if dash == "solid" else 1.5, dash=dash),
+    return dict(
+        type="scatter", x=[float(start[0]), float(end[0])], y=[float(start[1]), float(end[1])], mode="lines+markers",
+        name=name, line=dict(color=color, width=2.5 if dash == "solid" else 1.5, dash=dash),
         marker=dict(symbol=["circle", "arrow" if dash == "solid" else "x"], size=[1, 13 if dash == "solid" else 8],
                     angleref="previous", color=color),
     )
 
 
-def region_figure(pair: RegionPair, box, grid, levels, title: str, presenter: bool) -> go.Figure:
-    """The loss, the region at w and at w′ with their worst cases and maximum-loss level curves.
+def region_figure(pair: RegionPair, box, grid, levels, title: str, presenter: bool) -> dict:
+    """The loss, the region at w and at w′ with their worst cases and maximum-loss level curves, as
+    plotly JSON (plotly's figure objects took ~30 ms a figure to build, four figures a move).
 
     A fixed size whose plotting area has the box's shape, so plotly's scaleanchor has nothing to do at
     that size (constraining a stretched figure cost the browser ~0.1 s per figure and slider move) and
     only keeps one scale where a narrow window shrinks the figure; the background heatmap smooths with
     the browser's image scaling (zsmooth "fast": "best" interpolates every pixel in JavaScript)."""
     xs, ys, values = grid
-    fig = go.Figure(go.Heatmap(
-        x=xs, y=ys, z=values, zsmooth="fast", colorscale=LOSS_COLORS, showscale=False, name="L(w)",
+    data = [dict(
+        type="heatmap", x=xs, y=ys, z=values, zsmooth="fast", colorscale=LOSS_COLORS, showscale=False, name="L(w)",
         hovertemplate="w₁=%{x:.3f}<br>w₂=%{y:.3f}<br>L=%{z:.4g}<extra></extra>",
-    ))
+    )]
     for result, curve, level, key, label in (
         (pair.at_w, pair.boundary, levels[0], "w", "w"), (pair.at_w_prime, pair.boundary_prime, levels[1], "w_prime", "w′ = Aw"),
     ):
         color = COLORS[key]
-        fig.add_trace(level_line(level, color, f"L = max loss at {label}"))
-        fig.add_trace(go.Scatter(
-            x=curve[:, 0].numpy(), y=curve[:, 1].numpy(), mode="lines", fill="toself", name=f"region at {label}",
-            line=dict(color=color, width=2), fillcolor="rgba(255,255,255,0.45)", hoverinfo="skip",
-        ))
-        fig.add_trace(arrow(result.w, result.e_first_order, color, f"first-order ε̂ at {label}", dash="dash"))
-        fig.add_trace(arrow(result.w, result.e_star, color, f"exact ε* at {label}"))
-        fig.add_trace(go.Scatter(
-            x=[float(result.w[0])], y=[float(result.w[1])], mode="markers", name=label,
-            marker=dict(symbol="circle" if key == "w" else "triangle-up", size=11, color=color,
-                        line=dict(color="black", width=1)),
-        ))
+        data += [
+            level_line(level, color, f"L = max loss at {label}"),
+            dict(type="scatter", x=curve[:, 0].numpy(), y=curve[:, 1].numpy(), mode="lines", fill="toself",
+                 name=f"region at {label}", line=dict(color=color, width=2), fillcolor="rgba(255,255,255,0.45)",
+                 hoverinfo="skip"),
+            arrow(result.w, result.e_first_order, color, f"first-order ε̂ at {label}", dash="dash"),
+            arrow(result.w, result.e_star, color, f"exact ε* at {label}"),
+            dict(type="scatter", x=[float(result.w[0])], y=[float(result.w[1])], mode="markers", name=label,
+                 marker=dict(symbol="circle" if key == "w" else "triangle-up", size=11, color=color,
+                             line=dict(color="black", width=1))),
+        ]
     (x0, x1), (y0, y1) = box
     margin, width = MARGINS[presenter], PLOT_WIDTH_PX[presenter]
     height = round((width - margin["l"] - margin["r"]) * (y1 - y0) / (x1 - x0)) + margin["t"] + margin["b"]
-    fig.update_layout(  # one scale for w₁ and w₂: the plotting area has the box's shape; scaleanchor keeps it
-        title=title, width=width, height=height, margin=margin, showlegend=False,  # where a narrow column shrinks it
-        xaxis=dict(title="w₁", range=[x0, x1], automargin=False, constrain="domain"),
-        yaxis=dict(title="w₂", range=[y0, y1], automargin=False, scaleanchor="x", scaleratio=1, constrain="domain"),
+    layout = dict(  # one scale for w₁ and w₂: the plotting area has the box's shape; scaleanchor keeps it
+        title=dict(text=title), width=width, height=height, margin=margin, showlegend=False,  # where a narrow column shrinks it
+        xaxis=dict(title=dict(text="w₁"), range=[x0, x1], automargin=False, constrain="domain"),
+        yaxis=dict(title=dict(text="w₂"), range=[y0, y1], automargin=False, scaleanchor="x", scaleratio=1, constrain="domain"),
     )
-    return fig
+    return dict(data=data, layout=layout)
 
 
 @common.shared_figures
 def region_figures(loss_name: str, w1: float, w2: float, a: float, rho: float, eta: float, p_name: str,
-                   presenter: bool) -> list[go.Figure]:
+                   presenter: bool) -> list[dict]:
     """The page's four figures (sphere, cuboid, ellipsoid, adaptive p-ball) for one setting."""
     pairs, box, grid, levels = scene(loss_name, w1, w2, a, rho, eta, P_CHOICES[p_name])
     titles = {**TITLES, adaptive_region(P_CHOICES[p_name]).name: f"Adaptive p-ball (ASAM, p = {p_name})"}

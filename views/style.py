@@ -3,6 +3,7 @@ asam_core.methods), the p choices of every region control, and the figure fonts.
 from __future__ import annotations
 
 import math
+import re
 
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -35,6 +36,8 @@ RUN_PALETTE = qualitative.Plotly
 def run_color(run_id: int) -> str:
     """The colour of CIFAR run ``run_id`` on every figure, the same across page loads."""
     return RUN_PALETTE[run_id % len(RUN_PALETTE)]
+
+
 INK = "#111111"
 FONT_SIZE, PRESENTER_FONT_SIZE = 15, 20
 PRESENTER_HEIGHT = 1.25
@@ -46,19 +49,41 @@ TEMPLATE = go.layout.Template(layout=dict(  # the page's look: its font, white, 
     xaxis=dict(gridcolor=GRID, zerolinecolor="#c7ccd6", linecolor=GRID, ticks="", automargin=True),
     yaxis=dict(gridcolor=GRID, zerolinecolor="#c7ccd6", linecolor=GRID, ticks="", automargin=True),
     legend=dict(bgcolor="rgba(255,255,255,0)"),
-))
+)).to_plotly_json()
+_AXIS = re.compile(r"[xy]axis\d*$")
 
 
-def readable(fig: go.Figure, presenter: bool = False) -> go.Figure:
-    """``fig`` in the page's look (TEMPLATE) with fonts readable on a projector: dark text, 15 px (20 px
-    and 25 % taller figures in presenter mode, unless the figure has a fixed width); axis titles a
-    little larger than the ticks."""
+def _merge(target: dict, update: dict) -> None:
+    """``target`` updated in place with ``update``, nested dicts merged key by key."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
+def _titled(part: dict) -> dict:
+    """``part`` with a title given as plain text (plotly's shorthand) spelled out as {"text": ...}."""
+    if isinstance(part.get("title"), str):
+        part["title"] = {"text": part["title"]}
+    return part
+
+
+def readable(figure: go.Figure | dict, presenter: bool = False) -> dict:
+    """The plotly JSON object of ``figure`` (a dict is changed in place) in the page's look (TEMPLATE)
+    with fonts readable on a projector: dark text, 15 px (20 px and 25 % taller figures in presenter
+    mode, unless the figure has a fixed width); axis titles a little larger than the ticks.  Works on
+    the dict, not through plotly's objects, which took ~30 ms a figure."""
+    spec = figure if isinstance(figure, dict) else figure.to_dict()
+    layout = spec.setdefault("layout", {})
     size = PRESENTER_FONT_SIZE if presenter else FONT_SIZE
-    fig.update_layout(template=TEMPLATE, font=dict(size=size, color=INK), title_font=dict(size=size + 3, color=INK))
-    axis = dict(tickfont=dict(size=size, color=INK), title_font=dict(size=size + 1, color=INK))
-    fig.update_xaxes(**axis)
-    fig.update_yaxes(**axis)
-    fig.update_annotations(font_size=size)
-    if presenter and fig.layout.height and not fig.layout.width:  # a figure of fixed size sized itself
-        fig.update_layout(height=int(fig.layout.height * PRESENTER_HEIGHT))
-    return fig
+    layout["template"] = TEMPLATE
+    _merge(_titled(layout), {"font": {"size": size, "color": INK}, "title": {"font": {"size": size + 3, "color": INK}}})
+    axis = {"tickfont": {"size": size, "color": INK}, "title": {"font": {"size": size + 1, "color": INK}}}
+    for key in {"xaxis", "yaxis", *filter(_AXIS.match, layout)}:
+        _merge(_titled(layout.setdefault(key, {})), axis)
+    for annotation in layout.get("annotations", ()):
+        _merge(annotation, {"font": {"size": size}})
+    if presenter and layout.get("height") and not layout.get("width"):  # a figure of fixed size sized itself
+        layout["height"] = int(layout["height"] * PRESENTER_HEIGHT)
+    return spec
