@@ -8,7 +8,7 @@ import pytest
 from plotly.subplots import make_subplots
 
 from views import common, figure_frame
-from views.style import FONT_SIZE, INK, PRESENTER_FONT_SIZE, PRESENTER_HEIGHT, TEMPLATE, readable
+from views.style import FONT_SIZE, INK, LEGEND_SMALLER, PRESENTER_FONT_SIZE, PRESENTER_HEIGHT, TEMPLATE, readable
 
 
 class Unhashable:
@@ -69,6 +69,7 @@ def test_readable_styles_every_axis_title_and_annotation_and_keeps_what_the_figu
     assert [a["font"]["size"] for a in layout["annotations"]] == [size] * 3
     assert [a["text"] for a in layout["annotations"]] == ["a", "b", "c"]
     assert layout["font"] == {"family": "serif", "size": size, "color": INK}
+    assert layout["legend"]["font"]["size"] == size - LEGEND_SMALLER
     assert layout["title"] == {"text": "t", "font": {"size": size + 3, "color": INK}}
     assert layout["template"] == TEMPLATE
     assert "height" not in layout  # plotly's default height is not scaled

@@ -98,8 +98,7 @@ def trajectories_figure(loss_name: str, w1: float, w2: float, config: Simulation
         data = []
         for m in order:
             path = shown.points[m, : i + 1, 0].float().numpy()
-            data += [dict(type="scatter", x=path[:, 0].tolist(), y=path[:, 1].tolist()),
-                     dict(type="scatter", x=path[-1:, 0].tolist(), y=path[-1:, 1].tolist())]
+            data += [dict(type="scatter", x=path[:, 0], y=path[:, 1]), dict(type="scatter", x=path[-1:, 0], y=path[-1:, 1])]
         data.append(dict(type="scatter", x=[int(steps[i])] * 2, y=[low_loss, high_loss]))
         frames.append(dict(data=data, traces=animated, name=str(int(steps[i]))))  # JSON: plotly's Frame objects took 0.1 s
     for trace, shown_last in zip(animated, data):  # the figure opens on the last frame
