@@ -64,3 +64,12 @@ def test_each_draw_sends_the_figure_bytes_with_their_digest_under_one_identity()
 def test_spec_is_plotly_json_of_the_figure():
     figure = go.Figure(go.Scatter(x=[0, 1], y=[2, 3]), layout=dict(title="t"))
     assert json.loads(figure_frame.spec(figure)) == json.loads(figure.to_json())
+
+
+def test_without_a_served_folder_each_figure_is_a_one_line_error(monkeypatch):
+    monkeypatch.setattr(figure_frame, "_frame", None)
+    monkeypatch.setattr(figure_frame, "_problem", "cannot write the figure frame into /x: set ASAM_LAB_CACHE_DIR")
+    at = AppTest.from_function(_page, args=(1.0,)).run()
+    assert not at.exception and not at.get("component_instance")
+    assert [e.value for e in at.error] == ["This figure cannot be drawn: cannot write the figure frame into /x: "
+                                          "set ASAM_LAB_CACHE_DIR"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import plotly
 import plotly.graph_objects as go
 import plotly.io
+import streamlit as st
 import streamlit.components.v1 as components
 from _plotly_utils.utils import convert_to_base64
 
@@ -61,7 +62,10 @@ def served_folder(roots: tuple[Path, ...] | None = None) -> Path:
     raise RuntimeError(f"cannot write the figure frame into {'; '.join(problems)}: set ASAM_LAB_CACHE_DIR to a writable folder")
 
 
-_frame = components.declare_component("figure_frame", path=str(served_folder()))
+try:
+    _frame, _problem = components.declare_component("figure_frame", path=str(served_folder())), None
+except RuntimeError as error:  # drawn as a one-line error in place of each figure
+    _frame, _problem = None, str(error)
 
 
 def spec(figure: go.Figure | dict) -> str:
@@ -77,6 +81,9 @@ def draw(figure_json: str, key: str, fixed_size: bool = False) -> None:
     """Draw the figure (its JSON, ``spec``) in the frame called ``key``: the first time a new plot,
     after that an update in place.  ``fixed_size``: the figure's own width (narrowed to the column if
     wider), else the column's width."""
+    if _frame is None:
+        st.error(f"This figure cannot be drawn: {_problem}")
+        return
     encoded = figure_json.encode()
     # The page re-renders a frame only when its JSON arguments change, not its bytes: the digest tells it.
     digest = hashlib.blake2b(encoded, digest_size=8).hexdigest()
