@@ -2,11 +2,11 @@
 
 ``st.plotly_chart`` derives its element's identity from the figure, so every new figure is a new
 chart: the browser throws the old plot away and draws the new one from scratch (Plotly.newPlot),
-about 0.1 s per figure on a classroom laptop before anything is computed.  ``draw`` sends the
-figure to a small frame (figure_frame.html) that keeps its identity by ``key`` and hands each new
-figure to Plotly.react, which updates the plot it already has (benchmarks/README.md, "Page
-latency").  The frame runs the plotly.js that ships with the installed plotly package, copied once
-into a cache folder the app serves it from.
+0.1 s and more per figure in benchmarks/page_latency.py's Chromium, before anything is computed.
+``draw`` sends the figure to a small frame (figure_frame.html) that keeps its identity by ``key``
+and hands each new figure to Plotly.react, which updates the plot it already has
+(benchmarks/README.md, "Page latency").  The frame runs the plotly.js that ships with the
+installed plotly package, copied once into a cache folder the app serves it from.
 """
 from __future__ import annotations
 
