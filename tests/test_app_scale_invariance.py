@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
+
 from conftest import figure_specs
 
 PAGE = str(Path(__file__).resolve().parents[1] / "views" / "scale_invariance.py")

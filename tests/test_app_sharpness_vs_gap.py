@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
+
 from conftest import figure_specs
 
 PAGE = str(Path(__file__).resolve().parents[1] / "views" / "sharpness_vs_gap.py")
