@@ -137,8 +137,8 @@ class Browser:
         the Streamlit play-back slider) at a new position each turn."""
         page = self.page
         in_frame = page.locator(".st-key-traj_paths iframe").count()  # views.figure_frame, or st.plotly_chart before it
-        rail = (page.frame_locator(".st-key-traj_paths iframe") if in_frame else page).locator(
-            ".st-key-traj_paths .slider-rail-rect" if not in_frame else ".slider-rail-rect")
+        figure = page.frame_locator(".st-key-traj_paths iframe") if in_frame else page.locator(".st-key-traj_paths")
+        rail = figure.locator(".slider-rail-rect")
         if rail.count():
             rail.first.scroll_into_view_if_needed()
             box = rail.first.bounding_box()

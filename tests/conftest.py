@@ -162,8 +162,8 @@ def open_app_page(page, url: str, figures: int = 0) -> None:
 
 
 _FIGURE_FRAMES = 'Array.from(document.querySelectorAll(\'iframe[src*="figure_frame"]\')).map(f => f.contentDocument)'
-_FIGURES_SETTLED = f"""(count) => {_FIGURE_FRAMES}.length >= count && {_FIGURE_FRAMES}.every(d => d
-    && d.getElementById('problem') && (d.querySelector('.js-plotly-plot .main-svg') || !d.getElementById('problem').hidden))"""
+_FIGURES_SETTLED = f"""(count) => {{ const docs = {_FIGURE_FRAMES}; return docs.length >= count && docs.every(d => d
+    && d.getElementById('problem') && (d.querySelector('.js-plotly-plot .main-svg') || !d.getElementById('problem').hidden)); }}"""
 
 
 def figure_frames(page) -> list:

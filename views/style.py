@@ -74,8 +74,7 @@ def readable(figure: go.Figure | dict, presenter: bool = False) -> dict:
     """The plotly JSON object of ``figure`` (a dict is changed in place) in the page's look (TEMPLATE)
     with fonts readable on a projector: dark text, 15 px (20 px and 25 % taller figures in presenter
     mode, unless the figure has a fixed width); axis titles a little larger than the ticks, legends a
-    little smaller.  Works on
-    the dict, not through plotly's objects, which took ~30 ms a figure."""
+    little smaller.  Works on the dict, not through plotly's objects, which took ~30 ms a figure."""
     spec = figure if isinstance(figure, dict) else figure.to_dict()
     layout = spec.setdefault("layout", {})
     size = PRESENTER_FONT_SIZE if presenter else FONT_SIZE
