@@ -4,6 +4,7 @@
                        T_w = I: the SAM paper's sharpness (Eq. 2 without the regularizer);
                        T_w = diag(|w| + eta) or per-filter norms: the ASAM paper's adaptive
                        sharpness (Eq. 4), invariant under scaling operators A (Theorem 1).
+    member_sharpness   the same estimate for every member of a batched model in one ascent.
     rescale_nodes      w -> Aw: a hidden unit's incoming weights and bias times a > 0, its
                        outgoing weights times 1/a; a ReLU network computes the same function.
     hessian_top_eigenvalue   power iteration with Hessian-vector products (SAM paper, 4.2).
@@ -29,7 +30,7 @@ import contextlib
 import copy
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -80,57 +81,101 @@ def region_parameters(model: nn.Module, normalization: str | None, normalize_bia
     return [w for w, _ in pairs], [kind for _, kind in pairs]
 
 
-def _mean_loss(model: nn.Module, loss_fn: LossFn, batches: Sequence[tuple[Tensor, Tensor]]) -> Tensor:
-    """L(w): the size-weighted mean of loss_fn over the batches."""
-    total = sum(len(x) for x, _ in batches)
-    return sum(loss_fn(model(x), y) * (len(x) / total) for x, y in batches)
+def _mean_loss(model: nn.Module, loss_fn: LossFn, batches: Sequence[tuple[Tensor, Tensor]], batched: bool = False) -> Tensor:
+    """L(w): the size-weighted mean of loss_fn over the batches (batched: targets (members, N), one
+    loss per member)."""
+    sizes = [y.shape[1] if batched else len(x) for x, y in batches]
+    total = sum(sizes)
+    return sum(loss_fn(model(x), y) * (n / total) for (x, y), n in zip(batches, sizes))
 
 
 def _loss_and_grad(
-    model: nn.Module, loss_fn: LossFn, batches: Sequence[tuple[Tensor, Tensor]], params: list[Tensor]
-) -> tuple[float, list[Tensor]]:
+    model: nn.Module, loss_fn: LossFn, batches: Sequence[tuple[Tensor, Tensor]], params: list[Tensor], batched: bool
+) -> tuple[Tensor, list[Tensor]]:
+    """L(w) in float64 (one per member when batched) and its gradient (of the members' sum)."""
     with torch.enable_grad():
-        loss = _mean_loss(model, loss_fn, batches)
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return loss.item(), [torch.zeros_like(w) if g is None else g for w, g in zip(params, grads)]
+        loss = _mean_loss(model, loss_fn, batches, batched)
+        grads = torch.autograd.grad(loss.sum(), params, allow_unused=True)
+    return loss.detach().double(), [torch.zeros_like(w) if g is None else g for w, g in zip(params, grads)]
 
 
-def _project(eps: list[Tensor], scales: list[Tensor | None], rho: float, p: float) -> list[Tensor]:
-    """Project e onto {||T^-1 e||_p <= rho}: u = T^-1 e onto the p-ball (exact for p = 2 and inf,
-    radial for other p), then e = T u.  Entries with T = 0 (eta = 0, w = 0) get e = 0."""
+def _per_member(factor: Tensor, like: Tensor, batched: bool) -> Tensor:
+    """A factor (scalar, or one per member when batched) shaped to multiply ``like``, in its dtype."""
+    factor = factor.to(like.dtype)
+    return factor.view(-1, *[1] * (like.dim() - 1)) if batched else factor
+
+
+def _project(eps: list[Tensor], scales: list[Tensor | None], rho: float, p: float, batched: bool) -> list[Tensor]:
+    """Project e onto {||T^-1 e||_p <= rho} (per member when batched): u = T^-1 e onto the p-ball
+    (exact for p = 2 and inf, radial for other p), then e = T u.  Entries with T = 0 (eta = 0,
+    w = 0) get e = 0."""
     u = [e if t is None else torch.where(t > 0, e / t, 0.0) for e, t in zip(eps, scales)]
     if p == math.inf:
         u = [x.clamp(-rho, rho) for x in u]
     else:
-        norm = region_norm(u, p=p).item()
-        if norm > rho:
-            u = [x * (rho / norm) for x in u]
+        norm = region_norm(u, p=p, batched=batched)
+        factor = torch.where(norm > rho, rho / norm, 1.0)
+        u = [x * _per_member(factor, x, batched) for x in u]
     return [x if t is None else x * t for x, t in zip(u, scales)]
 
 
 def _random_start(
-    params: list[Tensor], scales: list[Tensor | None], rho: float, p: float, generator: torch.Generator
+    params: list[Tensor], scales: list[Tensor | None], rho: float, p: float, generator: torch.Generator, batched: bool
 ) -> list[Tensor]:
-    """A random point on the region's boundary: e = T u with u a Gaussian direction, ||u||_p = rho."""
-    u = [torch.randn(w.shape, generator=generator, dtype=w.dtype).to(w.device) for w in params]
-    norm = region_norm(u, p=p).item()
-    return [x * (rho / norm) if t is None else x * (rho / norm) * t for x, t in zip(u, scales)]
+    """A random point on the region's boundary: e = T u with u a Gaussian direction, ||u||_p = rho
+    (batched: the same draw of u for every member, so member k starts where it would alone)."""
+    u = [torch.randn(w.shape[1:] if batched else w.shape, generator=generator, dtype=w.dtype).to(w.device).expand_as(w)
+         for w in params]
+    factor = rho / region_norm(u, p=p, batched=batched)
+    u = [x * _per_member(factor, x, batched) for x in u]
+    return [x if t is None else x * t for x, t in zip(u, scales)]
+
+
+def _where(better: Tensor, new: list[Tensor], old: list[Tensor], batched: bool) -> list[Tensor]:
+    return [torch.where(better.view(-1, *[1] * (a.dim() - 1)) if batched else better, a, b) for a, b in zip(new, old)]
+
+
+def _ascent(
+    model: nn.Module, loss_fn: LossFn, batches: Batches, rho: float, p: float, normalization: str | None, batched: bool,
+    *, eta: float = 0.01, normalize_bias: bool = False, steps: int = 10, step_size: float | None = None,
+    restarts: int = 1, seed: int = 0,
+) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
+    """The projected ascent of ``sharpness`` (whose options and defaults these are): (best value,
+    first-order value, L(w), best eps), each value a float64 scalar or, batched, one per member."""
+    check_hyperparameters(rho, p, eta)
+    if steps < 0 or restarts < 0:
+        raise ValueError(f"steps and restarts must be >= 0, got steps={steps!r}, restarts={restarts!r}")
+    batches = list(batches)
+    step_size = rho / 2 if step_size is None else step_size
+    params, kinds = region_parameters(model, normalization, normalize_bias)
+    region = dict(p=p, kinds=kinds, eta=eta, batched=batched)
+    generator = torch.Generator().manual_seed(seed)
+    with _measuring(model):
+        w = [x.detach().clone() for x in params]
+        scales = normalization_operator(w, kinds, eta, batched)
+        loss0, g0 = _loss_and_grad(model, loss_fn, batches, params, batched)
+        starts = [perturbation(g0, w, rho=rho, **region)]
+        starts += [_random_start(w, scales, rho, p, generator, batched) for _ in range(restarts)]
+        best, best_eps, first_order = torch.full_like(loss0, -math.inf), starts[0], None
+        for eps in starts:
+            for i in range(steps + 1):
+                with torch.no_grad():
+                    torch._foreach_copy_(params, w)
+                    torch._foreach_add_(params, eps)
+                loss, grads = _loss_and_grad(model, loss_fn, batches, params, batched)
+                gain = loss - loss0
+                first_order = gain if first_order is None else first_order
+                better = gain > best
+                best, best_eps = torch.where(better, gain, best), _where(better, eps, best_eps, batched)
+                if i < steps:
+                    step = perturbation(grads, w, rho=step_size, **region)
+                    eps = _project(torch._foreach_add(eps, step), scales, rho, p, batched)
+    return best, first_order, loss0, [e.detach() for e in best_eps]
 
 
 def sharpness(
-    model: nn.Module,
-    loss_fn: LossFn,
-    batches: Batches,
-    rho: float,
-    p: float = 2.0,
-    normalization: str | None = None,
-    *,
-    eta: float = 0.01,
-    normalize_bias: bool = False,
-    steps: int = 10,
-    step_size: float | None = None,
-    restarts: int = 1,
-    seed: int = 0,
+    model: nn.Module, loss_fn: LossFn, batches: Batches, rho: float, p: float = 2.0,
+    normalization: str | None = None, **options: Any,
 ) -> SharpnessEstimate:
     """max of L(w + e) - L(w) over ||T_w^-1 e||_p <= rho, by projected gradient ascent.
 
@@ -141,34 +186,23 @@ def sharpness(
     ``seed``).  The best value over every visited point is returned, so it is never below
     the first-order value.  normalization None is the SAM paper's sharpness; "element" and
     "filter" the ASAM paper's adaptive sharpness (biases normalized only with normalize_bias).
+    Options and defaults: eta=0.01, normalize_bias=False, steps=10, step_size=None, restarts=1, seed=0.
     """
-    check_hyperparameters(rho, p, eta)
-    if steps < 0 or restarts < 0:
-        raise ValueError(f"steps and restarts must be >= 0, got steps={steps!r}, restarts={restarts!r}")
-    batches = list(batches)
-    step_size = rho / 2 if step_size is None else step_size
-    params, kinds = region_parameters(model, normalization, normalize_bias)
-    generator = torch.Generator().manual_seed(seed)
-    with _measuring(model):
-        w = [x.detach().clone() for x in params]
-        scales = normalization_operator(w, kinds, eta)
-        loss0, g0 = _loss_and_grad(model, loss_fn, batches, params)
-        starts = [perturbation(g0, w, rho=rho, p=p, kinds=kinds, eta=eta)]
-        starts += [_random_start(w, scales, rho, p, generator) for _ in range(restarts)]
-        best, best_eps, first_order = -math.inf, starts[0], None
-        for eps in starts:
-            for i in range(steps + 1):
-                with torch.no_grad():
-                    torch._foreach_copy_(params, w)
-                    torch._foreach_add_(params, eps)
-                loss, grads = _loss_and_grad(model, loss_fn, batches, params)
-                first_order = loss - loss0 if first_order is None else first_order
-                if loss - loss0 > best:
-                    best, best_eps = loss - loss0, eps
-                if i < steps:
-                    step = perturbation(grads, w, rho=step_size, p=p, kinds=kinds, eta=eta)
-                    eps = _project(torch._foreach_add(eps, step), scales, rho, p)
-    return SharpnessEstimate(value=best, first_order=first_order, loss=loss0, eps=[e.detach() for e in best_eps])
+    best, first_order, loss, eps = _ascent(model, loss_fn, batches, rho, p, normalization, False, **options)
+    return SharpnessEstimate(value=best.item(), first_order=first_order.item(), loss=loss.item(), eps=eps)
+
+
+def member_sharpness(
+    model: nn.Module, loss_fn: LossFn, batches: Batches, rho: float, p: float = 2.0,
+    normalization: str | None = None, **options: Any,
+) -> list[SharpnessEstimate]:
+    """``sharpness`` (same arguments) of every member of a batched model at once: each parameter
+    shaped (members, ...) with independent members, ``loss_fn`` one loss per member (members,),
+    targets (members, N).  Member k's estimate is the one ``sharpness`` gives member k alone:
+    its own region norm, ascent steps, projection and best point, from the same random starts."""
+    best, first_order, loss, eps = _ascent(model, loss_fn, batches, rho, p, normalization, True, **options)
+    return [SharpnessEstimate(value=best[k].item(), first_order=first_order[k].item(), loss=loss[k].item(),
+                              eps=[e[k] for e in eps]) for k in range(len(best))]
 
 
 def hessian_top_eigenvalue(

@@ -20,6 +20,7 @@ from toy_problems.classification import (
     flip_labels,
     make_data,
     make_points,
+    member_losses,
     train_classifiers,
 )
 
@@ -80,6 +81,23 @@ def test_members_match_their_plain_sequential_copies_and_equal_seeds_initialize_
     assert not torch.allclose(out[0], out[1])
     bound = 1 / math.sqrt(6)
     assert model.layers[1].weight.abs().max() <= bound and model.layers[1].bias.abs().max() <= bound
+
+
+def test_stack_is_the_inverse_of_member_and_refuses_mixed_architectures():
+    model = MLP([5, 6], width=4, depth=2)
+    stacked = MLP.stack([model.member(1), model.member(0)])
+    x = torch.randn(7, 2)
+    torch.testing.assert_close(stacked(x), model(x).flip(0), rtol=0, atol=0)
+    assert MLP.stack([model.member(0).double()]).layers[2].bias.dtype == torch.float64
+    with pytest.raises(ValueError, match="one architecture"):
+        MLP.stack([model.member(0), MLP([1], width=3, depth=2).member(0)])
+
+
+def test_member_losses_are_each_members_mean_cross_entropy_and_sum_to_the_ensemble_loss():
+    logits, y = torch.randn(3, 11, 2, dtype=torch.float64), torch.randint(0, 2, (3, 11))
+    losses = member_losses(logits, y)
+    torch.testing.assert_close(losses, torch.stack([F.cross_entropy(logits[k], y[k]) for k in range(3)]))
+    torch.testing.assert_close(losses.sum(), ensemble_loss(logits, y))
 
 
 def test_ensemble_loss_gradient_is_each_members_own_mean_loss_gradient():

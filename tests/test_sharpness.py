@@ -13,6 +13,7 @@ from asam_core.perturbation import perturbation, region_norm
 from asam_core.sharpness import (
     hessian_top_eigenvalue,
     hidden_layers,
+    member_sharpness,
     region_parameters,
     rescale_nodes,
     sharpness,
@@ -147,6 +148,29 @@ def test_estimate_stays_in_the_region_and_never_falls_below_the_first_order_valu
     assert estimate.first_order == pytest.approx(first_order, rel=1e-9, abs=1e-12)
     assert estimate.value >= estimate.first_order
     assert estimate.loss == pytest.approx(loss.item(), rel=1e-12)
+
+
+@given(estimator_problems(), st.lists(st.floats(-1.0, 1.0), min_size=1, max_size=4), st.integers(0, 2))
+@settings(max_examples=25, deadline=None)
+def test_member_sharpness_gives_each_member_the_estimate_it_gets_alone(problem, log_a, restarts):
+    """One batched ascent over rescaled copies of a network (each member its own data) equals
+    ``sharpness`` on every member alone: the region norm, the steps, the projection, the best point and
+    the random starts are per member."""
+    from toy_problems.classification import MLP, member_losses
+
+    seed = problem.pop("seed")
+    networks = [rescale_nodes(mlp(seed), {0: 10.0 ** v}) for v in log_a]
+    batches = [data(seed + k)[0] for k in range(len(networks))]
+    options = dict(steps=3, restarts=restarts, seed=seed, **problem)
+    together = member_sharpness(MLP.stack(networks), member_losses,
+                                [(torch.stack([x for x, _ in batches]), torch.stack([y for _, y in batches]))], **options)
+    assert len(together) == len(networks)
+    for network, batch, estimate in zip(networks, batches, together):
+        alone = sharpness(network, F.cross_entropy, [batch], **options)
+        for field in ("value", "first_order", "loss"):
+            assert getattr(estimate, field) == pytest.approx(getattr(alone, field), rel=1e-9, abs=1e-12), field
+        for a, b in zip(estimate.eps, alone.eps):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
 class Quadratic(nn.Module):

@@ -127,6 +127,23 @@ class MLP(nn.Module):
             layer.bias = nn.Parameter(layer.bias.detach()[rows].clone())
         return part
 
+    @classmethod
+    def stack(cls, networks: Sequence[nn.Sequential]) -> "MLP":
+        """The inverse of ``member``: networks of its form (one architecture, 2-D inputs) as the members
+        of one MLP, a copy in their dtype."""
+        linears = [[m for m in net if isinstance(m, nn.Linear)] for net in networks]
+        shapes = {tuple(layer.weight.shape for layer in layers) for layers in linears}
+        if len(shapes) != 1 or len(linears[0]) < 2 or linears[0][0].in_features != 2:
+            raise ValueError(f"networks must be ReLU MLPs of one architecture on 2-D inputs, got shapes {sorted(shapes)}")
+        first = linears[0]
+        model = cls(range(len(networks)), first[0].out_features, len(first) - 1, first[-1].out_features)
+        model.to(first[0].weight.dtype)
+        with torch.no_grad():
+            for i, layer in enumerate(model.layers):
+                layer.weight.copy_(torch.stack([layers[i].weight for layers in linears]))
+                layer.bias.copy_(torch.stack([layers[i].bias for layers in linears]))
+        return model
+
     def member(self, k: int) -> nn.Sequential:
         """Member k as a plain nn.Sequential of nn.Linear and nn.ReLU (a copy)."""
         modules: list[nn.Module] = []
@@ -144,6 +161,11 @@ def ensemble_loss(logits: Tensor, targets: Tensor) -> Tensor:
 
     Its gradient with respect to member k's weights is member k's own mean-loss gradient."""
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum") / targets.shape[1]
+
+
+def member_losses(logits: Tensor, targets: Tensor) -> Tensor:
+    """Each member's mean cross-entropy: (members, N, C), (members, N) -> (members,)."""
+    return F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").mean(1)
 
 
 def grid_axes(points: Tensor, resolution: int, margin: float = 0.25) -> tuple[Tensor, Tensor]:

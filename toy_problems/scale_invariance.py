@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from asam_core.sharpness import hessian_top_eigenvalue, hidden_layers, rescale_nodes, sharpness
-from toy_problems.classification import ClassifierConfig, train_classifiers
+from asam_core.sharpness import hessian_top_eigenvalue, hidden_layers, member_sharpness, rescale_nodes
+from toy_problems.classification import MLP, ClassifierConfig, member_losses, train_classifiers
 from toy_problems.threads import torch_threads
 
 MEASURES = (
@@ -83,38 +83,43 @@ def rescale_layer(model: nn.Sequential, layer: int, a: float) -> nn.Sequential:
     return rescale_nodes(model, {layers[layer]: a})
 
 
-def measures(model: nn.Module, x: Tensor, y: Tensor, config: MeasureConfig,
+def measures(model: nn.Sequential, x: Tensor, y: Tensor, config: MeasureConfig,
              names: Sequence[str] = MEASURES) -> dict[str, float]:
-    """The entries ``names`` of MEASURES for ``model`` on (x, y) with cross-entropy loss (HESSIAN does
-    not depend on config's region, so callers may compute and cache it on its own)."""
-    with torch_threads():
-        return _measures(model, [(x, y)], config, names)
+    """The entries ``names`` of MEASURES for ``model`` (a ReLU MLP as ``MLP.member`` builds it) on (x, y)
+    with cross-entropy loss (HESSIAN does not depend on config's region, so callers may compute and
+    cache it on its own)."""
+    return {name: float(values[0]) for name, values in measures_of([model], x, y, config, names).items()}
 
 
-def _measures(model: nn.Module, batches: list[tuple[Tensor, Tensor]], config: MeasureConfig,
-              names: Sequence[str]) -> dict[str, float]:
+def measures_of(networks: Sequence[nn.Sequential], x: Tensor, y: Tensor, config: MeasureConfig,
+                names: Sequence[str] = MEASURES) -> dict[str, np.ndarray]:
+    """``names`` of MEASURES for each of ``networks`` (one architecture): name -> (len(networks),).
+    The region measures of all networks come from one batched ascent (``member_sharpness`` on
+    ``MLP.stack(networks)``), the Hessian's from one power iteration per network."""
     common = dict(p=config.p, steps=config.steps, restarts=config.restarts, seed=config.seed)
     exact = dict(eta=0.0, normalize_bias=True, **common)
     default = dict(eta=config.eta, normalize_bias=False, **common)
-
-    def estimate(normalization: str | None, options: dict) -> float:
-        return sharpness(model, F.cross_entropy, batches, config.rho, normalization=normalization, **options).value
-
-    found: dict[str, float] = {}
-    if {"loss", "sharpness"} & set(names):
-        plain = sharpness(model, F.cross_entropy, batches, config.rho, normalization=None, **exact)
-        found.update(loss=plain.loss, sharpness=plain.value)
-    adaptive = {
+    regions = {
+        "sharpness": (None, exact),
         "adaptive, element-wise": ("element", exact),
         "adaptive, filter-wise": ("filter", exact),
         "adaptive, element-wise (ASAM defaults)": ("element", default),
         "adaptive, filter-wise (ASAM defaults)": ("filter", default),
     }
-    for name, (normalization, options) in adaptive.items():
-        if name in names:
-            found[name] = estimate(normalization, options)
-    if HESSIAN in names:
-        found[HESSIAN] = hessian_top_eigenvalue(model, F.cross_entropy, batches, iters=50, tol=1e-4, seed=config.seed)
+    found: dict[str, np.ndarray] = {}
+    with torch_threads():
+        if set(REGION_MEASURES) & set(names):
+            model, batches = MLP.stack(networks), [(x, y.expand(len(networks), -1))]
+        for name, (normalization, options) in regions.items():
+            if name in names or (name == "sharpness" and "loss" in names):
+                estimates = member_sharpness(model, member_losses, batches, config.rho, normalization=normalization,
+                                             **options)
+                found[name] = np.array([e.value for e in estimates])
+                found.setdefault("loss", np.array([e.loss for e in estimates]))
+        if HESSIAN in names:
+            found[HESSIAN] = np.array([
+                hessian_top_eigenvalue(net, F.cross_entropy, [(x, y)], iters=50, tol=1e-4, seed=config.seed)
+                for net in networks])
     return {name: found[name] for name in names}
 
 
@@ -123,8 +128,7 @@ def measures_over_scales(
     names: Sequence[str] = MEASURES,
 ) -> dict[str, np.ndarray]:
     """``names`` of MEASURES for rescale_layer(model, layer, a), each a in ``scales``: name -> (len(scales),)."""
-    rows = [measures(rescale_layer(model, layer, a), x, y, config, names) for a in scales]
-    return {name: np.array([row[name] for row in rows]) for name in names}
+    return measures_of([rescale_layer(model, layer, a) for a in scales], x, y, config, names)
 
 
 def ratio_curves(curves: dict[str, np.ndarray], scales: Sequence[float]) -> dict[str, np.ndarray]:

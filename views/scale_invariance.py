@@ -35,9 +35,11 @@ def reference(dataset: str, seed: int) -> Reference:
 
 
 @st.cache_data(max_entries=16, show_spinner="Measuring sharpness of Aw for a from 0.1 to 10…")
-def region_sweep(dataset: str, seed: int, layer: int, rho: float, p: float) -> dict[str, np.ndarray]:
+def region_sweep(dataset: str, seed: int, layer: int, rho: float, p: float, a: float) -> dict[str, np.ndarray]:
+    """The region measures over SCALES and, last, at the slider's a: one batched estimate of ten networks."""
     ref = reference(dataset, seed)
-    return measures_over_scales(ref.model, ref.x, ref.y, layer, SCALES, MeasureConfig(rho=rho, p=p), REGION_MEASURES)
+    return measures_over_scales(ref.model, ref.x, ref.y, layer, SCALES + (a,), MeasureConfig(rho=rho, p=p),
+                                REGION_MEASURES)
 
 
 @st.cache_data(max_entries=8, show_spinner="Measuring the Hessian of Aw for a from 0.1 to 10…")
@@ -45,12 +47,6 @@ def hessian_sweep(dataset: str, seed: int, layer: int) -> dict[str, np.ndarray]:
     """λ_max over the scales: it does not depend on ρ or p, so a ρ move does not recompute it."""
     ref = reference(dataset, seed)
     return measures_over_scales(ref.model, ref.x, ref.y, layer, SCALES, MeasureConfig(), (HESSIAN,))
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def region_at(dataset: str, seed: int, layer: int, a: float, rho: float, p: float) -> dict[str, float]:
-    ref = reference(dataset, seed)
-    return measures(rescale_layer(ref.model, layer, a), ref.x, ref.y, MeasureConfig(rho=rho, p=p), REGION_MEASURES)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -62,10 +58,16 @@ def hessian_and_boundary_at(dataset: str, seed: int, layer: int, a: float):
     return measures(model, ref.x, ref.y, MeasureConfig(), (HESSIAN,)), (x1.numpy(), x2.numpy(), grid)
 
 
-def at_scale(dataset: str, seed: int, layer: int, a: float, rho: float, p: float):
-    """Every measure of Aw and its decision boundary; only the region measures depend on ρ and p."""
-    hessian, boundary = hessian_and_boundary_at(dataset, seed, layer, a)
-    return {**region_at(dataset, seed, layer, a, rho, p), **hessian}, boundary
+ONE = SCALES.index(1.0)
+
+
+def sweep(dataset: str, seed: int, layer: int, a: float, rho: float, p: float):
+    """Every measure over SCALES (name -> array), at the slider's a and at a = 1 (name -> value)."""
+    region, hessian = region_sweep(dataset, seed, layer, rho, p, a), hessian_sweep(dataset, seed, layer)
+    curves = {name: values[:-1] for name, values in region.items()} | hessian
+    current = {name: float(values[-1]) for name, values in region.items()}
+    current |= hessian_and_boundary_at(dataset, seed, layer, a)[0]
+    return curves, current, {name: float(values[ONE]) for name, values in curves.items()}
 
 
 SAM, ASAM = method_color("sam"), method_color("asam")
@@ -91,9 +93,7 @@ def boundary_at(dataset: str, seed: int, layer: int, a: float, presenter: bool) 
 @common.shared_figures
 def ratio_figure(dataset: str, seed: int, layer: int, rho: float, p: float, a: float, presenter: bool) -> go.Figure:
     """Each measure over the scales divided by its value at a = 1, with the slider's a marked."""
-    curves = {**region_sweep(dataset, seed, layer, rho, p), **hessian_sweep(dataset, seed, layer)}
-    current, _ = at_scale(dataset, seed, layer, a, rho, p)
-    base, _ = at_scale(dataset, seed, layer, 1.0, rho, p)
+    curves, current, base = sweep(dataset, seed, layer, a, rho, p)
     fig = go.Figure()
     ratios = ratio_curves(curves, SCALES)
     for name in MEASURES:
@@ -131,8 +131,7 @@ with st.sidebar:
     p_name = common.choice("p of the region", "si_p", list(TOY_P_CHOICES), "2", radio=True)
 
 p = P_CHOICES[p_name]
-values, _ = at_scale(dataset, seed, int(layer) - 1, a, rho, p)
-base, _ = at_scale(dataset, seed, int(layer) - 1, 1.0, rho, p)
+_, values, base = sweep(dataset, seed, int(layer) - 1, a, rho, p)
 
 left, right = st.columns([1, 1])
 with left:
