@@ -29,7 +29,7 @@ def url(at: AppTest) -> dict[str, str]:
 
 
 def final_points(at: AppTest):
-    (frame,) = at.dataframe
+    (frame,) = at.table
     return frame.value
 
 

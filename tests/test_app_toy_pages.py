@@ -20,9 +20,9 @@ def open_page(page: str | None, query: dict[str, str] | None = None) -> AppTest:
 
 
 def table(at: AppTest):
-    """The page's only dataframe (the sharpness table, or the final points)."""
-    (frame,) = at.dataframe
-    return frame.value
+    """The page's only table (the sharpness table, or the final points) with its row labels as a column."""
+    (frame,) = at.table
+    return frame.value.reset_index()
 
 
 def test_home_explains_sam_asam_and_the_pages():

@@ -27,7 +27,7 @@ from views import cifar_analysis as analysis
 from views import cifar_figures as figures
 from views import cifar_form as form
 from views import teacher
-from views.common import chart, keep_pinned, shown
+from views.common import chart, keep_pinned, shown, to_url
 
 AUTOSTART_WORKER = os.environ.get("ASAM_LAB_WORKER_AUTOSTART", "1") != "0"
 MAX_CANCEL_ROWS = 8  # running and queued runs listed with a Cancel button
@@ -117,8 +117,7 @@ def state_to_url() -> None:
         if key not in wanted:
             del st.query_params[key]
     for key, value in wanted.items():
-        if st.query_params.get(key) != value:
-            st.query_params[key] = value
+        to_url(key, value)
 
 
 def queue(configs: list[RunConfig], owner: str, where: DeltaGenerator) -> None:
@@ -317,7 +316,7 @@ def compare(runs: list[RunRecord]) -> None:
     st.session_state.cifar_compare = [i for i in st.session_state.cifar_compare if i in by_id]
     selected = st.multiselect("Compare runs", list(by_id), key="cifar_compare",
                               format_func=lambda i: reports.run_name(by_id[i]))
-    st.query_params["cifar_runs"] = ",".join(str(i) for i in selected)
+    to_url("cifar_runs", ",".join(str(i) for i in selected))
     if not selected:
         st.info("Pick runs to compare.")
         return

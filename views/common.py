@@ -53,8 +53,11 @@ def _from_url(key: str, default: Any, parse: Callable[[str], Any], valid: Callab
     st.session_state[key] = value
 
 
-def _to_url(key: str, value: Any) -> Any:
-    st.query_params[key] = str(value).lower() if isinstance(value, bool) else str(value)
+def to_url(key: str, value: Any) -> Any:
+    """Mirror ``value`` to the URL; only a change is sent (each write is a message the browser handles)."""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    if st.query_params.get(key) != text:
+        st.query_params[key] = text
     return value
 
 
@@ -72,8 +75,8 @@ def _draw(key: str, widget: Callable[..., Any], *args: Any, **kwargs: Any) -> An
     hidden = teacher.hidden(key)
     keep_pinned(key)
     if hidden:
-        return _to_url(key, st.session_state[key])
-    return _to_url(key, widget(*args, key=key, **kwargs, **({"disabled": True} if teacher.locked(key) else {})))
+        return to_url(key, st.session_state[key])
+    return to_url(key, widget(*args, key=key, **kwargs, **({"disabled": True} if teacher.locked(key) else {})))
 
 
 def slider(label: str, key: str, min_value: float, max_value: float, default: float, step: float, **kwargs: Any) -> Any:

@@ -164,16 +164,13 @@ tolerance = f"{EQUAL_TOLERANCE:.0e}".replace("e-0", "e-")
 left, right = st.columns([3, 2])
 with left:
     st.subheader("Sharpness at w and at w′ = Aw")
-    st.dataframe(
-        pd.DataFrame({
-            "region": [row.region for row in rows],
-            "sharpness at w": [f"{row.at_w:.8g}" for row in rows],
-            "sharpness at w′": [f"{row.at_w_prime:.8g}" for row in rows],
-            "relative difference": [f"{row.relative_difference:.1e}" for row in rows],
-            f"equal ({tolerance})": ["yes" if row.equal else "no" for row in rows],
-        }),
-        hide_index=True, key="regions_table",
-    )
+    st.table(pd.DataFrame({  # a static table: st.dataframe's grid rewrote its hidden copy 0.2 s after each move
+        "region": [row.region for row in rows],
+        "sharpness at w": [f"{row.at_w:.8g}" for row in rows],
+        "sharpness at w′": [f"{row.at_w_prime:.8g}" for row in rows],
+        "relative difference": [f"{row.relative_difference:.1e}" for row in rows],
+        f"equal ({tolerance})": ["yes" if row.equal else "no" for row in rows],
+    }).set_index("region"))
 with right:
     st.markdown(
         "**Theorem 1** (ASAM paper): with $T_w = \\mathrm{diag}(|w|)$, $T_{Aw} = A\\,T_w$, so the normalized regions "

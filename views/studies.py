@@ -20,7 +20,7 @@ from asam_core.runs.sweep import Sweep
 from asam_core.train.config import MAX_SEEDS
 from asam_core.train.data import DataUnavailable, data_status
 from views import study_figures as figures
-from views.common import chart, choice, number, shown, text
+from views.common import chart, choice, number, shown, text, to_url
 
 AUTOSTART_WORKER = os.environ.get("ASAM_LAB_WORKER_AUTOSTART", "1") != "0"
 OWN_SWEEP = "Your own sweep (JSON)"
@@ -138,7 +138,7 @@ def select_study(found: list[studies.Study]) -> studies.Study:
         st.session_state.study_shown = found[0].id
     chosen = st.selectbox("Study", list(by_id), key="study_shown",
                           format_func=lambda i: f"#{i} {by_id[i].name} (by {by_id[i].owner})")
-    st.query_params["study"] = str(chosen)
+    to_url("study", chosen)
     return by_id[chosen]
 
 

@@ -222,16 +222,11 @@ common.chart(trajectories_figure(loss_name, w1, w2, config, box), key="traj_path
 st.caption("▶ plays the paths back in the browser; drag the slider under the figure to scrub through the steps.")
 
 summary = trajectories.summary()
-st.dataframe(
-    pd.DataFrame({
-        "method": [method_title(m) for m in trajectories.methods], "final w₁": summary["w1"], "final w₂": summary["w2"],
-        "w₁·w₂": summary["w1*w2"], "w₁ / w₂": summary["w1/w2"], "final loss": summary["loss"],
-        "distance moved": summary["moved"],
-    }),
-    hide_index=True, key="traj_table",
-    column_config={c: st.column_config.NumberColumn(format="%.4f")
-                   for c in ("final w₁", "final w₂", "w₁·w₂", "w₁ / w₂", "final loss", "distance moved")},
-)
+st.table(pd.DataFrame({  # a static table: st.dataframe's grid rewrote its hidden copy 0.2 s after each move
+    "method": [method_title(m) for m in trajectories.methods], "final w₁": summary["w1"], "final w₂": summary["w2"],
+    "w₁·w₂": summary["w1*w2"], "w₁ / w₂": summary["w1/w2"], "final loss": summary["loss"],
+    "distance moved": summary["moved"],
+}).set_index("method").style.format("{:.4f}"))
 st.caption(
     f"Learning rate α = {lr:g} for {steps} steps (presets: α = {FIGURE3_CONFIG.lr:g}, {FIGURE3_CONFIG.steps} steps, "
     f"ρ = {FIGURE3_CONFIG.rho:g}, ASAM p = 2, η = {FIGURE3_CONFIG.eta:g}). Small steps matter: the valley is a kink of "
