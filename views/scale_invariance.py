@@ -11,6 +11,7 @@ from views import common
 from views.style import P_CHOICES, TOY_P_CHOICES, method_color
 from views.classifier_plots import boundary_figure
 from toy_problems.classification import DATASETS, decision_grid, grid_axes
+from toy_problems.memo import BatchMemo
 from toy_problems.scale_invariance import (
     HESSIAN,
     MEASURES,
@@ -34,12 +35,24 @@ def reference(dataset: str, seed: int) -> Reference:
     return train_reference(reference_config(dataset, seed))
 
 
-@st.cache_data(max_entries=16, show_spinner="Measuring sharpness of Aw for a from 0.1 to 10…")
+@st.cache_resource
+def region_memo() -> BatchMemo:
+    """Region measures of one network Aw by (dataset, seed, layer, ρ, p, a), shared by every session."""
+    return BatchMemo()
+
+
 def region_sweep(dataset: str, seed: int, layer: int, rho: float, p: float, a: float) -> dict[str, np.ndarray]:
-    """The region measures over SCALES and, last, at the slider's a: one batched estimate of ten networks."""
-    ref = reference(dataset, seed)
-    return measures_over_scales(ref.model, ref.x, ref.y, layer, SCALES + (a,), MeasureConfig(rho=rho, p=p),
-                                REGION_MEASURES)
+    """The region measures over SCALES and, last, at the slider's a. What the memo lacks is measured in
+    one batched ascent: a ρ move measures ten networks together, an a move one."""
+    def measure(keys: list[tuple]) -> list[dict[str, float]]:
+        ref = reference(dataset, seed)
+        with st.spinner(f"Measuring sharpness of Aw for {len(keys)} values of a…"):
+            found = measures_over_scales(ref.model, ref.x, ref.y, layer, [key[-1] for key in keys],
+                                         MeasureConfig(rho=rho, p=p), REGION_MEASURES)
+        return [{name: float(values[i]) for name, values in found.items()} for i in range(len(keys))]
+
+    rows = region_memo().values([(dataset, seed, layer, rho, p, scale) for scale in SCALES + (a,)], measure)
+    return {name: np.array([row[name] for row in rows]) for name in REGION_MEASURES}
 
 
 @st.cache_data(max_entries=8, show_spinner="Measuring the Hessian of Aw for a from 0.1 to 10…")
