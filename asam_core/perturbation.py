@@ -193,12 +193,22 @@ def perturbation_(
     for k in kinds:
         check_normalization(k)
     if all(k == "none" for k in kinds):
-        dual_vector_(grads, rho, p, batched)
+        scaled_dual_(grads, [None] * len(grads), rho, p, batched)
         return
     if params is None or len(params) != len(grads):
         raise ValueError("params must be given, one per gradient, when any tensor is normalized")
-    scales = normalization_operator(params, kinds, eta, batched)
+    scaled_dual_(grads, normalization_operator(params, kinds, eta, batched), rho, p, batched)
+
+
+def scaled_dual_(grads: Sequence[Tensor], scales: Sequence[Tensor | None], rho: float, p: float = 2.0,
+                 batched: bool = False) -> None:
+    """In place: grads <- T · dual(T g) for a given diagonal T per tensor (``normalization_operator``'s
+    output; None = identity): perturbation_ once T_w is known."""
+    grads = list(grads)
     scaled = [i for i, t in enumerate(scales) if t is not None]
+    if not scaled:
+        dual_vector_(grads, rho, p, batched)
+        return
     z_scaled, t_scaled = [grads[i] for i in scaled], [scales[i] for i in scaled]
     torch._foreach_mul_(z_scaled, t_scaled)
     dual_vector_(grads, rho, p, batched)

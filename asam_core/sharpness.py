@@ -36,7 +36,12 @@ import torch
 from torch import Tensor, nn
 
 from asam_core.optim import param_groups_for
-from asam_core.perturbation import check_hyperparameters, normalization_operator, perturbation, region_norm
+from asam_core.perturbation import (
+    check_hyperparameters,
+    normalization_operator,
+    region_norm,
+    scaled_dual_,
+)
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Batches = Iterable[tuple[Tensor, Tensor]]
@@ -75,10 +80,12 @@ def _measuring(model: nn.Module) -> Iterator[list[Tensor]]:
 
 
 def region_parameters(model: nn.Module, normalization: str | None, normalize_bias: bool) -> tuple[list[Tensor], list[str]]:
-    """Trainable parameters and their normalization, by the optimizer's rule (``param_groups_for``)."""
-    groups = param_groups_for(model, normalization or "none", normalize_bias)
-    pairs = [(w, group["normalization"]) for group in groups for w in group["params"] if w.requires_grad]
-    return [w for w, _ in pairs], [kind for _, kind in pairs]
+    """Trainable parameters in the model's order and their normalization, by the optimizer's rule
+    (``param_groups_for``): the same order whatever the region, so random starts match across regions."""
+    kinds = {id(w): group["normalization"]
+             for group in param_groups_for(model, normalization or "none", normalize_bias) for w in group["params"]}
+    params = [w for w in dict.fromkeys(model.parameters()) if w.requires_grad]
+    return params, [kinds[id(w)] for w in params]
 
 
 def _mean_loss(model: nn.Module, loss_fn: LossFn, batches: Sequence[tuple[Tensor, Tensor]], batched: bool = False) -> Tensor:
@@ -135,6 +142,34 @@ def _where(better: Tensor, new: list[Tensor], old: list[Tensor], batched: bool) 
     return [torch.where(better.view(-1, *[1] * (a.dim() - 1)) if batched else better, a, b) for a, b in zip(new, old)]
 
 
+def _region(
+    model: nn.Module, normalization: str | None | Sequence[str | None], eta: float | Sequence[float],
+    normalize_bias: bool | Sequence[bool], rho: float, p: float, batched: bool,
+) -> tuple[list[Tensor], list[Tensor | None]]:
+    """The trainable parameters and T_w per tensor (None = identity) of the region: one region for the
+    whole model, or, batched, one per member when normalization, eta or normalize_bias is a sequence
+    (one entry per member; T = 1 then stands for the identity of a member's unnormalized tensors)."""
+    options = (normalization, eta, normalize_bias)
+    if not any(isinstance(x, (list, tuple)) for x in options):
+        check_hyperparameters(rho, p, eta)
+        params, kinds = region_parameters(model, normalization, normalize_bias)
+        return params, normalization_operator([w.detach() for w in params], kinds, eta, batched)
+    params = region_parameters(model, None, False)[0]  # the model's order, as for every region
+    members = params[0].shape[0] if batched and params else 0
+    per_member = [list(x) if isinstance(x, (list, tuple)) else [x] * members for x in options]
+    if not batched or any(len(x) != members for x in per_member):
+        raise ValueError(f"per-member normalization, eta and normalize_bias need a batched model and one entry per "
+                         f"member ({members}), got {[len(x) for x in per_member]}")
+    rows = []
+    for k, (normalization_k, eta_k, bias_k) in enumerate(zip(*per_member)):
+        check_hyperparameters(rho, p, eta_k)
+        kinds = {id(w): kind for w, kind in zip(*region_parameters(model, normalization_k, bias_k))}
+        member = [w.detach()[k] for w in params]
+        scales = normalization_operator(member, [kinds[id(w)] for w in params], eta_k)
+        rows.append([torch.ones_like(x) if t is None else t for x, t in zip(member, scales)])
+    return params, [torch.stack(column) for column in zip(*rows)]
+
+
 def _ascent(
     model: nn.Module, loss_fn: LossFn, batches: Batches, rho: float, p: float, normalization: str | None, batched: bool,
     *, eta: float = 0.01, normalize_bias: bool = False, steps: int = 10, step_size: float | None = None,
@@ -142,19 +177,23 @@ def _ascent(
 ) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
     """The projected ascent of ``sharpness`` (whose options and defaults these are): (best value,
     first-order value, L(w), best eps), each value a float64 scalar or, batched, one per member."""
-    check_hyperparameters(rho, p, eta)
     if steps < 0 or restarts < 0:
         raise ValueError(f"steps and restarts must be >= 0, got steps={steps!r}, restarts={restarts!r}")
     batches = list(batches)
     step_size = rho / 2 if step_size is None else step_size
-    params, kinds = region_parameters(model, normalization, normalize_bias)
-    region = dict(p=p, kinds=kinds, eta=eta, batched=batched)
+    params, scales = _region(model, normalization, eta, normalize_bias, rho, p, batched)
+
+    def steepest(grads: list[Tensor], radius: float) -> list[Tensor]:
+        """T_w · dual(T_w g) of p-norm ``radius`` (asam_core.perturbation, T_w fixed at w)."""
+        eps = [g.clone() for g in grads]
+        scaled_dual_(eps, scales, radius, p, batched)
+        return eps
+
     generator = torch.Generator().manual_seed(seed)
     with _measuring(model):
         w = [x.detach().clone() for x in params]
-        scales = normalization_operator(w, kinds, eta, batched)
         loss0, g0 = _loss_and_grad(model, loss_fn, batches, params, batched)
-        starts = [perturbation(g0, w, rho=rho, **region)]
+        starts = [steepest(g0, rho)]
         starts += [_random_start(w, scales, rho, p, generator, batched) for _ in range(restarts)]
         best, best_eps, first_order = torch.full_like(loss0, -math.inf), starts[0], None
         for eps in starts:
@@ -168,8 +207,7 @@ def _ascent(
                 better = gain > best
                 best, best_eps = torch.where(better, gain, best), _where(better, eps, best_eps, batched)
                 if i < steps:
-                    step = perturbation(grads, w, rho=step_size, **region)
-                    eps = _project(torch._foreach_add(eps, step), scales, rho, p, batched)
+                    eps = _project(torch._foreach_add(eps, steepest(grads, step_size)), scales, rho, p, batched)
     return best, first_order, loss0, [e.detach() for e in best_eps]
 
 
@@ -199,7 +237,9 @@ def member_sharpness(
     """``sharpness`` (same arguments) of every member of a batched model at once: each parameter
     shaped (members, ...) with independent members, ``loss_fn`` one loss per member (members,),
     targets (members, N).  Member k's estimate is the one ``sharpness`` gives member k alone:
-    its own region norm, ascent steps, projection and best point, from the same random starts."""
+    its own region norm, ascent steps, projection and best point, from the same random starts.
+    ``normalization``, ``eta`` and ``normalize_bias`` may be sequences, one entry per member, to
+    measure each member in its own region.  eps follows ``region_parameters`` (the model's order)."""
     best, first_order, loss, eps = _ascent(model, loss_fn, batches, rho, p, normalization, True, **options)
     return [SharpnessEstimate(value=best[k].item(), first_order=first_order[k].item(), loss=loss[k].item(),
                               eps=[e[k] for e in eps]) for k in range(len(best))]

@@ -150,27 +150,60 @@ def test_estimate_stays_in_the_region_and_never_falls_below_the_first_order_valu
     assert estimate.loss == pytest.approx(loss.item(), rel=1e-12)
 
 
-@given(estimator_problems(), st.lists(st.floats(-1.0, 1.0), min_size=1, max_size=4), st.integers(0, 2))
-@settings(max_examples=25, deadline=None)
-def test_member_sharpness_gives_each_member_the_estimate_it_gets_alone(problem, log_a, restarts):
-    """One batched ascent over rescaled copies of a network (each member its own data) equals
-    ``sharpness`` on every member alone: the region norm, the steps, the projection, the best point and
-    the random starts are per member."""
+@st.composite
+def member_problems(draw):
+    """Rescaled copies of one network, each member with its own data and, when ``own_regions``, its own
+    normalization, eta and normalize_bias."""
+    members = draw(st.integers(1, 4))
+    regions = [draw(estimator_problems()) for _ in range(members)]
+    own = draw(st.booleans())
+    return dict(
+        seed=regions[0]["seed"], rho=regions[0]["rho"], p=regions[0]["p"], restarts=draw(st.integers(0, 2)),
+        log_a=draw(st.lists(st.floats(-1.0, 1.0), min_size=members, max_size=members)),
+        regions=[{key: (r if own else regions[0])[key] for key in ("normalization", "eta", "normalize_bias")}
+                 for r in regions],
+    )
+
+
+@given(member_problems())
+@settings(max_examples=30, deadline=None)
+def test_member_sharpness_gives_each_member_the_estimate_it_gets_alone(problem):
+    """One batched ascent over rescaled copies of a network (each member its own data, its own region or
+    a shared one) equals ``sharpness`` on every member alone: the region norm, the steps, the
+    projection, the best point and the random starts are per member."""
     from toy_problems.classification import MLP, member_losses
 
-    seed = problem.pop("seed")
-    networks = [rescale_nodes(mlp(seed), {0: 10.0 ** v}) for v in log_a]
+    seed, regions = problem["seed"], problem["regions"]
+    networks = [rescale_nodes(mlp(seed), {0: 10.0 ** v}) for v in problem["log_a"]]
     batches = [data(seed + k)[0] for k in range(len(networks))]
-    options = dict(steps=3, restarts=restarts, seed=seed, **problem)
-    together = member_sharpness(MLP.stack(networks), member_losses,
-                                [(torch.stack([x for x, _ in batches]), torch.stack([y for _, y in batches]))], **options)
+    common = dict(rho=problem["rho"], p=problem["p"], steps=3, restarts=problem["restarts"], seed=seed)
+    per_member = {key: [region[key] for region in regions] for key in regions[0]}
+    shared = all(region == regions[0] for region in regions)
+    model = MLP.stack(networks)
+    together = member_sharpness(model, member_losses,
+                                [(torch.stack([x for x, _ in batches]), torch.stack([y for _, y in batches]))],
+                                **common, **(regions[0] if shared else per_member))
     assert len(together) == len(networks)
-    for network, batch, estimate in zip(networks, batches, together):
-        alone = sharpness(network, F.cross_entropy, [batch], **options)
+    for k, (network, batch, estimate) in enumerate(zip(networks, batches, together)):
+        alone = sharpness(network, F.cross_entropy, [batch], **common, **regions[k])
         for field in ("value", "first_order", "loss"):
             assert getattr(estimate, field) == pytest.approx(getattr(alone, field), rel=1e-9, abs=1e-12), field
-        for a, b in zip(estimate.eps, alone.eps):
+        for a, b in zip(estimate.eps, alone.eps, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_per_member_regions_need_a_batched_model_and_one_entry_per_member():
+    from toy_problems.classification import MLP, member_losses
+
+    model = MLP.stack([mlp(0), mlp(1)])
+    (x, y), = data(0)
+    batches = [(x, y.expand(2, -1))]
+    with pytest.raises(ValueError, match="one entry per member"):
+        member_sharpness(model, member_losses, batches, 0.1, normalization=["element"])
+    with pytest.raises(ValueError, match="eta"):
+        member_sharpness(model, member_losses, batches, 0.1, normalization=["element", None], eta=[0.0, -1.0])
+    with pytest.raises(ValueError, match="one entry per member"):
+        sharpness(mlp(0), F.cross_entropy, data(0), 0.1, normalization=["element"])
 
 
 class Quadratic(nn.Module):
@@ -292,3 +325,25 @@ def test_scale_invariance_measures_of_a_subset_equal_those_of_the_whole_and_the_
     assert region == {name: whole[name] for name in REGION_MEASURES}
     hessian = measures(model, x, y, MeasureConfig(rho=0.3, p=math.inf, steps=3), (HESSIAN,))
     assert hessian == {HESSIAN: whole[HESSIAN]}
+
+
+def test_scale_invariance_measures_of_many_networks_are_each_networks_own_estimates():
+    from toy_problems.scale_invariance import REGION_MEASURES, MeasureConfig, measures_of
+
+    networks = [rescale_nodes(mlp(4), {0: a}) for a in (0.5, 3.0)]
+    (x, y), = data(4)
+    config = MeasureConfig(rho=0.2, p=3.0, eta=0.05, steps=2)
+    found = measures_of(networks, x, y, config, REGION_MEASURES)
+    regions = {
+        "sharpness": dict(normalization=None, eta=0.0, normalize_bias=True),
+        "adaptive, element-wise": dict(normalization="element", eta=0.0, normalize_bias=True),
+        "adaptive, filter-wise": dict(normalization="filter", eta=0.0, normalize_bias=True),
+        "adaptive, element-wise (ASAM defaults)": dict(normalization="element", eta=0.05, normalize_bias=False),
+        "adaptive, filter-wise (ASAM defaults)": dict(normalization="filter", eta=0.05, normalize_bias=False),
+    }
+    for k, network in enumerate(networks):
+        options = dict(rho=0.2, p=3.0, steps=2, restarts=config.restarts, seed=config.seed)
+        assert found["loss"][k] == pytest.approx(F.cross_entropy(network(x), y).item(), rel=1e-12)
+        for name, region in regions.items():
+            alone = sharpness(network, F.cross_entropy, [(x, y)], **options, **region).value
+            assert found[name][k] == pytest.approx(alone, rel=1e-9, abs=1e-12), name

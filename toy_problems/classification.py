@@ -136,12 +136,10 @@ class MLP(nn.Module):
         if len(shapes) != 1 or len(linears[0]) < 2 or linears[0][0].in_features != 2:
             raise ValueError(f"networks must be ReLU MLPs of one architecture on 2-D inputs, got shapes {sorted(shapes)}")
         first = linears[0]
-        model = cls(range(len(networks)), first[0].out_features, len(first) - 1, first[-1].out_features)
-        model.to(first[0].weight.dtype)
-        with torch.no_grad():
-            for i, layer in enumerate(model.layers):
-                layer.weight.copy_(torch.stack([layers[i].weight for layers in linears]))
-                layer.bias.copy_(torch.stack([layers[i].bias for layers in linears]))
+        model = cls([0], first[0].out_features, len(first) - 1, first[-1].out_features)  # its weights replaced below
+        for i, layer in enumerate(model.layers):
+            layer.weight = nn.Parameter(torch.stack([layers[i].weight.detach() for layers in linears]))
+            layer.bias = nn.Parameter(torch.stack([layers[i].bias.detach() for layers in linears]))
         return model
 
     def member(self, k: int) -> nn.Sequential:

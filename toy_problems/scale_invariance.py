@@ -95,10 +95,9 @@ def measures_of(networks: Sequence[nn.Sequential], x: Tensor, y: Tensor, config:
                 names: Sequence[str] = MEASURES) -> dict[str, np.ndarray]:
     """``names`` of MEASURES for each of ``networks`` (one architecture): name -> (len(networks),).
     The region measures of all networks come from one batched ascent (``member_sharpness`` on
-    ``MLP.stack(networks)``), the Hessian's from one power iteration per network."""
-    common = dict(p=config.p, steps=config.steps, restarts=config.restarts, seed=config.seed)
-    exact = dict(eta=0.0, normalize_bias=True, **common)
-    default = dict(eta=config.eta, normalize_bias=False, **common)
+    ``MLP.stack``: every network once per region measure, each member in its own region), the
+    Hessian's from one power iteration per network."""
+    exact, default = dict(eta=0.0, normalize_bias=True), dict(eta=config.eta, normalize_bias=False)
     regions = {
         "sharpness": (None, exact),
         "adaptive, element-wise": ("element", exact),
@@ -106,16 +105,21 @@ def measures_of(networks: Sequence[nn.Sequential], x: Tensor, y: Tensor, config:
         "adaptive, element-wise (ASAM defaults)": ("element", default),
         "adaptive, filter-wise (ASAM defaults)": ("filter", default),
     }
+    wanted = [name for name in regions if name in names or (name == "sharpness" and "loss" in names)]
     found: dict[str, np.ndarray] = {}
     with torch_threads():
-        if set(REGION_MEASURES) & set(names):
-            model, batches = MLP.stack(networks), [(x, y.expand(len(networks), -1))]
-        for name, (normalization, options) in regions.items():
-            if name in names or (name == "sharpness" and "loss" in names):
-                estimates = member_sharpness(model, member_losses, batches, config.rho, normalization=normalization,
-                                             **options)
-                found[name] = np.array([e.value for e in estimates])
-                found.setdefault("loss", np.array([e.loss for e in estimates]))
+        if wanted:
+            n = len(networks)
+            rows = [(normalization, options) for name in wanted for normalization, options in [regions[name]]
+                    for _ in range(n)]
+            estimates = member_sharpness(
+                MLP.stack(list(networks) * len(wanted)), member_losses, [(x, y.expand(len(rows), -1))], config.rho,
+                config.p, [normalization for normalization, _ in rows], eta=[options["eta"] for _, options in rows],
+                normalize_bias=[options["normalize_bias"] for _, options in rows], steps=config.steps,
+                restarts=config.restarts, seed=config.seed)
+            for i, name in enumerate(wanted):
+                found[name] = np.array([e.value for e in estimates[i * n:(i + 1) * n]])
+            found["loss"] = np.array([e.loss for e in estimates[:n]])
         if HESSIAN in names:
             found[HESSIAN] = np.array([
                 hessian_top_eigenvalue(net, F.cross_entropy, [(x, y)], iters=50, tol=1e-4, seed=config.seed)
