@@ -139,6 +139,7 @@ def _random_start(
 
 
 def _where(better: Tensor, new: list[Tensor], old: list[Tensor], batched: bool) -> list[Tensor]:
+    """Per tensor: ``new`` where ``better`` (a scalar, or one flag per member when batched), else ``old``."""
     return [torch.where(better.view(-1, *[1] * (a.dim() - 1)) if batched else better, a, b) for a, b in zip(new, old)]
 
 
