@@ -324,7 +324,8 @@ def _train(config: ClassifierConfig, progress: Callable[[int, int], None] | None
     names, k = config.optimizers, config.members
     everyone = tiled(data, len(names))  # member o * k + i: optimizer o, seed + i
     model = MLP([config.seed + i for i in range(k)] * len(names), config.width, config.depth)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    # foreach: one op per step for all tensors (on the CPU torch's default is a loop over them; 13 % of a run)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, foreach=True)
     members = [member_method(name, model, slice(o * k, (o + 1) * k), config) for o, name in enumerate(names)]
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps) if config.schedule == "cosine" else None
     eval_steps = _marks(config.steps, config.evals)
