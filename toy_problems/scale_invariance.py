@@ -110,13 +110,13 @@ def measures_of(networks: Sequence[nn.Sequential], x: Tensor, y: Tensor, config:
     with torch_threads():
         if wanted:
             n = len(networks)
-            rows = [(normalization, options) for name in wanted for normalization, options in [regions[name]]
-                    for _ in range(n)]
+            members = [regions[name] for name in wanted for _ in networks]  # member i * n + k: network k, measure i
             estimates = member_sharpness(
-                MLP.stack(list(networks) * len(wanted)), member_losses, [(x, y.expand(len(rows), -1))], config.rho,
-                config.p, [normalization for normalization, _ in rows], eta=[options["eta"] for _, options in rows],
-                normalize_bias=[options["normalize_bias"] for _, options in rows], steps=config.steps,
-                restarts=config.restarts, seed=config.seed)
+                MLP.stack(list(networks) * len(wanted)), member_losses, [(x, y.expand(len(members), -1))], config.rho,
+                config.p, [normalization for normalization, _ in members],
+                eta=[options["eta"] for _, options in members],
+                normalize_bias=[options["normalize_bias"] for _, options in members],
+                steps=config.steps, restarts=config.restarts, seed=config.seed)
             for i, name in enumerate(wanted):
                 found[name] = np.array([e.value for e in estimates[i * n:(i + 1) * n]])
             found["loss"] = np.array([e.loss for e in estimates[:n]])
