@@ -193,7 +193,7 @@ def perturbation_(
     for k in kinds:
         check_normalization(k)
     if all(k == "none" for k in kinds):
-        scaled_dual_(grads, [None] * len(grads), rho, p, batched)
+        dual_vector_(grads, rho, p, batched)
         return
     if params is None or len(params) != len(grads):
         raise ValueError("params must be given, one per gradient, when any tensor is normalized")

@@ -28,7 +28,7 @@ def test_play_back_scrubs_in_the_browser_without_a_script_rerun(app_server, brow
 
 def test_a_slider_move_updates_the_figure_in_place(app_server, browser):
     """After a move the figure frame and its plot are the same nodes (Plotly.react, no remount) and
-    the paths are the new ones."""
+    the paths are the new ones; the URL is written once (only the moved control changed)."""
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     open_app_page(page, f"{app_server}/trajectories?traj_map=false&traj_rho=0.05", figures=1)
     page.evaluate("() => { document.querySelector('.st-key-traj_paths iframe').dataset.mark = 'kept'; }")
@@ -38,10 +38,15 @@ def test_a_slider_move_updates_the_figure_in_place(app_server, browser):
     before = frame.evaluate(path_ends)
     assert before.count("[") == 1 + 7  # the valley, three paths, three running minima
     frame.evaluate("() => { document.querySelector('.js-plotly-plot').dataset.mark = 'kept'; }")
+    page.evaluate("""() => { window.urlWrites = []; window.addEventListener('message', (event) => {
+        if (event.data && event.data.type === 'SET_QUERY_PARAM') window.urlWrites.push(event.data.queryParams); }); }""")
     page.locator(".st-key-traj_rho input[type=range]").first.focus()
     page.keyboard.press("ArrowRight")
     page.wait_for_function("() => new URLSearchParams(location.search).get('traj_rho') === '0.06'", timeout=60_000)
     frame.wait_for_function(f"() => ({path_ends})() !== {before!r}", timeout=60_000)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=60_000)
+    writes = page.evaluate("() => window.urlWrites")  # Streamlit's echo of the URL as the run starts, then ours
+    assert len(writes) <= 2 and "traj_rho=0.06" in writes[-1], len(writes)
     assert page.evaluate("() => document.querySelector('.st-key-traj_paths iframe').dataset.mark") == "kept"
     assert frame.evaluate("() => document.querySelector('.js-plotly-plot').dataset.mark") == "kept"
     page.close()
