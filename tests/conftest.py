@@ -199,3 +199,35 @@ def one_torch_thread() -> Iterator[None]:
 
     with torch_threads(1):
         yield
+
+
+@pytest.fixture
+def app_store(tmp_path, monkeypatch):
+    """A run store in a temporary folder, the one the app's pages open (ASAM_LAB_RUNS_DIR); no worker
+    is started for it."""
+    from asam_core.runs.store import RunStore
+
+    monkeypatch.setenv("ASAM_LAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("ASAM_LAB_WORKER_AUTOSTART", "0")
+    return RunStore(tmp_path / "runs")
+
+
+def open_view(page: str, query: dict[str, str] | None = None):
+    """AppTest of views/<page>.py on its own with ``query`` in its URL, run once without an exception."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "views" / f"{page}.py"), default_timeout=60)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def wait_for(condition, what: str, timeout: float = 300.0) -> None:
+    """Poll ``condition`` every 50 ms until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)

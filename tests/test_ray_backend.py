@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import ROOT, free_port
-from test_runs_worker import assert_same_metrics, data_dir, sam_run, tiny, wait_for  # noqa: F401 (fixtures)
+from conftest import ROOT, free_port, wait_for
+from test_runs_worker import assert_same_metrics, data_dir, sam_run, tiny  # noqa: F401 (fixtures)
 
 from asam_core.runs.launcher import start_worker
 from asam_core.runs.store import RunStore, pid_alive, this_host

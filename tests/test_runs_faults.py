@@ -30,7 +30,7 @@ from typing import Callable, Iterator
 
 import pytest
 from cifar_fixtures import write_cifar
-from conftest import artifact_path
+from conftest import artifact_path, wait_for
 
 from asam_core.runs.cli import main as cli_main
 from asam_core.runs.launcher import start_worker
@@ -67,14 +67,6 @@ def tiny(data_dir: Path, **overrides) -> RunConfig:
     options = dict(model="small_cnn", optimizer="sam", data_dir=str(data_dir), download=False, device="cpu",
                    batch_size=10, log_every_steps=1, epochs=4)
     return RunConfig(**{**options, **overrides})
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 class Plan:

@@ -8,17 +8,16 @@ import dataclasses
 import os
 import signal
 import threading
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from cifar_fixtures import write_cifar
+from conftest import wait_for
 
 from asam_core.runs.launcher import start_worker
 from asam_core.runs.store import FINAL_WEIGHTS_NAME, METRIC_FIELDS, RunStore, pid_alive, this_host
 from asam_core.runs.worker import Worker
-from asam_core.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from asam_core.train.checkpoint import load_checkpoint
 from asam_core.train.config import RunConfig
 from asam_core.train.loop import train
 
@@ -42,14 +41,6 @@ def tiny(data_dir: Path, **overrides) -> RunConfig:
     options = dict(model="small_cnn", optimizer="asam", data_dir=str(data_dir), download=False, device="cpu",
                    batch_size=10, log_every_steps=1, epochs=2)
     return RunConfig(**{**options, **overrides})
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 class Recorder:
