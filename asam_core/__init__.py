@@ -20,6 +20,7 @@ _EXPORTS = {
     "perturbation": "asam_core.perturbation",
     "region_norm": "asam_core.perturbation",
     "MemberMethod": "asam_core.step",
+    "RowRegions": "asam_core.step",
     "member_methods_step": "asam_core.step",
     "sharpness_aware_step": "asam_core.step",
 }

@@ -103,11 +103,13 @@ def _global_norm(tensors: Sequence[Tensor], ord: float, batched: bool) -> Tensor
 
     Unbatched, a long float32 reduction is inexact on the CPU (torch's vector_norm of 10M values is
     off by ~3e-4), so tensors longer than _CHUNK are reduced in rows of _CHUNK entries, and the
-    partial norms are combined in float64.  Batched 1-D tensors (one number per problem) enter the
-    final norm as they are."""
+    partial norms are combined in float64.  Batched, each problem's entries form one row (a float64
+    row when longer than _CHUNK), reduced in one op."""
     if batched:
-        parts = [t if t.dim() == 1 else _norm_along(t.flatten(1), ord, 1) for t in tensors]
-        return parts[0].abs() if len(parts) == 1 else _norm_along(torch.stack(parts), ord, 0)
+        if all(t.dim() == 1 for t in tensors):
+            return tensors[0].abs() if len(tensors) == 1 else _norm_along(torch.stack(list(tensors)), ord, 0)
+        rows = torch.cat([t.reshape(len(t), -1) for t in tensors], 1)
+        return _norm_along(rows.double() if rows.shape[1] > _CHUNK else rows, ord, 1)
     short, rows = [], []
     for t in tensors:
         if t.numel() <= _CHUNK:
@@ -133,8 +135,10 @@ def _scale_(tensors: Sequence[Tensor], factor: Tensor, batched: bool) -> None:
     torch._foreach_mul_(tensors, [factor if t.dim() == 1 else factor.view(-1, *([1] * (t.dim() - 1))) for t in tensors])
 
 
-def dual_vector_(z: Sequence[Tensor], rho: float, p: float = 2.0, batched: bool = False) -> None:
+def dual_vector_(z: Sequence[Tensor], rho: float | Tensor, p: float = 2.0, batched: bool = False) -> None:
     """In place: z <- argmax of e·z over ||e||_p <= rho = rho · sign(z) |z|^(q-1) / ||z||_q^(q-1).
+
+    Batched, ``rho`` may be a tensor of one radius per problem, in the tensors' dtype.
 
     z = 0 gives 0 (never NaN).  For general p the computation is done on z / max|z|, which
     leaves the result unchanged and avoids overflow of |z|^(q-1).
@@ -144,7 +148,10 @@ def dual_vector_(z: Sequence[Tensor], rho: float, p: float = 2.0, batched: bool 
         return
     if p == math.inf:
         torch._foreach_sign_(z)
-        torch._foreach_mul_(z, rho)
+        if isinstance(rho, Tensor):
+            _scale_(z, rho, batched)
+        else:
+            torch._foreach_mul_(z, rho)
         return
     tiny = torch.finfo(z[0].dtype).tiny
     if p == 2:
@@ -200,7 +207,7 @@ def perturbation_(
     scaled_dual_(grads, normalization_operator(params, kinds, eta, batched), rho, p, batched)
 
 
-def scaled_dual_(grads: Sequence[Tensor], scales: Sequence[Tensor | None], rho: float, p: float = 2.0,
+def scaled_dual_(grads: Sequence[Tensor], scales: Sequence[Tensor | None], rho: float | Tensor, p: float = 2.0,
                  batched: bool = False) -> None:
     """In place: grads <- T · dual(T g) for a given diagonal T per tensor (``normalization_operator``'s
     output; None = identity): perturbation_ once T_w is known."""

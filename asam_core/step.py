@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from asam_core.optim import SAM, frozen_batchnorm_stats, param_groups_for
-from asam_core.perturbation import perturbation_
+from asam_core.perturbation import check_hyperparameters, normalization_operator, scaled_dual_
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -133,15 +133,67 @@ class MemberMethod:
         return cls(rows, region, kinds)
 
 
+@dataclass(frozen=True)
+class RowRegions:
+    """The regions of all rows of a batched model that share one p, so that one batched perturbation
+    serves every method: ``rho`` per row (0 on the other rows, whose eps is then exactly 0) and, per
+    tensor, T_w = offset + element · |w| + filter · ||f_i||_2 with per-row 0/1 masks and offset = eta
+    on the rows it normalizes, 1 elsewhere (T_w = I).  ``params``: the ids of the tensors, in order.
+    Build them with ``of``."""
+
+    p: float
+    rho: Tensor
+    offset: list[Tensor]
+    element: list[Tensor]
+    filter: list[Tensor | None]
+    params: tuple[int, ...]
+
+    @classmethod
+    def of(cls, params: Sequence[Tensor], members: Sequence[MemberMethod]) -> list["RowRegions"]:
+        """One RowRegions per distinct p of the members with a region (none when no member has one)."""
+        regions = []
+        for p in dict.fromkeys(m.region["p"] for m in members if m.region is not None):
+            w0 = params[0]
+            per_row = [(len(w),) + (1,) * (w.dim() - 1) for w in params]
+            rho = torch.zeros(len(w0), dtype=w0.dtype, device=w0.device)
+            offset = [torch.ones(shape, dtype=w.dtype, device=w.device) for shape, w in zip(per_row, params)]
+            masks = {kind: [torch.zeros_like(t) for t in offset] for kind in ("element", "filter")}
+            for member in members:
+                if member.region is None or member.region["p"] != p:
+                    continue
+                check_hyperparameters(**member.region)
+                rho[member.rows] = member.region["rho"]
+                for i, w in enumerate(params):
+                    kind = member.kinds[id(w)]
+                    if kind != "none":
+                        offset[i][member.rows] = member.region["eta"]
+                        masks[kind][i][member.rows] = 1.0
+            regions.append(cls(p, rho, offset, masks["element"], [m if m.any() else None for m in masks["filter"]],
+                               tuple(id(w) for w in params)))
+        return regions
+
+    def scales(self, params: Sequence[Tensor]) -> list[Tensor]:
+        """T_w of every row at the weights ``params`` (asam_core.perturbation.normalization_operator's)."""
+        scales = torch._foreach_abs(params)
+        torch._foreach_mul_(scales, self.element)
+        torch._foreach_add_(scales, self.offset)
+        for t, w, mask in zip(scales, params, self.filter):
+            if mask is not None:
+                t.add_(mask * normalization_operator([w], ["filter"], 0.0, batched=True)[0])
+        return scales
+
+
 def member_methods_step(
     optimizer: torch.optim.Optimizer, model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor,
-    members: Sequence[MemberMethod],
+    regions: Sequence[RowRegions],
 ) -> Tensor:
     """One update of a batched model (every parameter shaped (members, ...), members independent,
-    ``loss_fn`` a sum of per-member losses) where each group of members has its own method.
+    ``loss_fn`` a sum of per-member losses) where each group of members has its own method
+    (``RowRegions.of`` the optimizer's trainable parameters and the MemberMethods, built once):
 
-        g = grad L(w);  eps[rows] = T_w · dual(T_w g) per member (asam_core.perturbation, batched),
-        eps = 0 on every other row;  g' = grad L(w + eps);  w restored exactly;  base step with g'.
+        g = grad L(w);  eps = T_w · dual(T_w g) per row, with that row's rho, p and T_w (one batched
+        asam_core.perturbation per p; rho = 0 on rows without a region);  g' = grad L(w + eps);
+        w restored exactly;  base step with g'.
 
     Rows of no member with a region are plain: their g' is their gradient at w, so their update is
     the base optimizer's own; the others follow ``sharpness_aware_step`` of their SAM / ASAM optimizer
@@ -149,21 +201,21 @@ def member_methods_step(
     backward pass of the whole batch at w and one at w + eps, instead of one or two per method.
     Returns the loss at w (detached)."""
     params = [w for group in optimizer.param_groups for w in group["params"] if w.requires_grad]
+    if any(region.params != tuple(id(w) for w in params) for region in regions):
+        raise ValueError("regions must be built from the optimizer's trainable parameters, in its order")
     optimizer.zero_grad(set_to_none=True)
     loss = loss_fn(model(inputs), targets)
     loss.backward()
-    perturbed = [member for member in members if member.region is not None]
-    if not perturbed:
+    if not regions:
         optimizer.step()
         return loss.detach()
     with torch.no_grad():
-        eps = [torch.zeros_like(w) for w in params]
-        for member in perturbed:
-            rows = member.rows
-            part = [e[rows] for e in eps]
-            torch._foreach_copy_(part, [w.grad[rows] if w.grad is not None else e for w, e in zip(params, part)])
-            perturbation_(part, [w[rows] for w in params], kinds=[member.kinds[id(w)] for w in params], batched=True,
-                          **member.region)
+        grads = [torch.zeros_like(w) if w.grad is None else w.grad for w in params]
+        eps: list[Tensor] = []
+        for region in regions:  # the gradients are dropped after this: the last region may overwrite them
+            part = grads if region is regions[-1] else [g.clone() for g in grads]
+            scaled_dual_(part, region.scales(params), region.rho, region.p, batched=True)
+            eps = torch._foreach_add(eps, part) if eps else part
         backup = [w.detach().clone() for w in params]
         torch._foreach_add_(params, eps)
     optimizer.zero_grad(set_to_none=True)
@@ -173,4 +225,3 @@ def member_methods_step(
         torch._foreach_copy_(params, backup)
     optimizer.step()
     return loss.detach()
-

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from torch.nn import functional as F
 
 from asam_core import ASAM, SAM, sharpness_aware_step
+from asam_core.step import MemberMethod, RowRegions, member_methods_step
 from toy_problems.classification import (
     DATASETS,
     MLP,
@@ -89,6 +90,7 @@ def test_stack_is_the_inverse_of_member_and_refuses_mixed_architectures():
     x = torch.randn(7, 2)
     torch.testing.assert_close(stacked(x), model(x).flip(0), rtol=0, atol=0)
     assert MLP.stack([model.member(0).double()]).layers[2].bias.dtype == torch.float64
+    assert torch.equal(model.double().member(1)[2].weight, model.layers[1].weight[1])  # in the model's dtype, exact
     with pytest.raises(ValueError, match="one architecture"):
         MLP.stack([model.member(0), MLP([1], width=3, depth=2).member(0)])
 
@@ -139,6 +141,45 @@ def test_one_batched_model_trains_each_member_as_its_optimizer_would_alone(p):
                 schedule.step()
             for plain, batched in zip(model.parameters(), run.models[name].member(k).parameters()):
                 torch.testing.assert_close(batched, plain, rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=15, deadline=None)
+@given(regions=st.lists(st.one_of(st.none(), st.tuples(st.sampled_from([2.0, 3.0, math.inf]),
+                                                         st.sampled_from(["none", "element", "filter"]),
+                                                         st.floats(0.01, 1.0), st.sampled_from([0.0, 0.01]))),
+                        min_size=1, max_size=4), seed=st.integers(0, 100))
+def test_rows_of_any_p_and_normalization_step_in_one_batched_model_as_each_alone(regions, seed):
+    """RowRegions.of gives every member its own rho, p and T_w (none, element- or filter-wise), several p
+    in one model included: one member_methods_step moves member k exactly as one step of its own
+    optimizer (plain SGD, or SAM / ASAM from_model with sharpness_aware_step) on member k alone."""
+    torch.manual_seed(seed)
+    model = MLP(list(range(len(regions))), width=6, depth=2).double()
+    x, y = torch.randn(len(regions), 25, 2, dtype=torch.float64), torch.randint(0, 2, (len(regions), 25))
+    singles = [model.member(k) for k in range(len(regions))]
+    members = [MemberMethod.of(model, slice(k, k + 1), None if r is None else dict(rho=r[2], p=r[0], kinds=r[1], eta=r[3]))
+               for k, r in enumerate(regions)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    member_methods_step(optimizer, model, ensemble_loss, x, y, RowRegions.of(list(model.parameters()), members))
+    for k, (region, single) in enumerate(zip(regions, singles)):
+        if region is None:
+            opt = torch.optim.SGD(single.parameters(), lr=0.5, momentum=0.9)
+            opt.zero_grad()
+            F.cross_entropy(single(x[k]), y[k]).backward()
+            opt.step()
+        else:
+            p, kind, rho, eta = region
+            opt = SAM.from_model(single, torch.optim.SGD, normalization=kind, rho=rho, p=p, eta=eta, lr=0.5, momentum=0.9)
+            sharpness_aware_step(opt, single, F.cross_entropy, x[k], y[k])
+        for plain, batched in zip(single.parameters(), model.member(k).parameters()):
+            torch.testing.assert_close(batched, plain, rtol=1e-10, atol=1e-12)
+
+
+def test_member_step_refuses_regions_of_other_parameters():
+    model = MLP([0, 1], width=4, depth=1)
+    regions = RowRegions.of(list(model.parameters())[::-1], [MemberMethod.of(model, slice(0, 1), dict(rho=0.1, p=2.0, kinds="none", eta=0.0))])
+    with pytest.raises(ValueError, match="optimizer's trainable parameters"):
+        member_methods_step(torch.optim.SGD(model.parameters(), lr=0.1), model, ensemble_loss,
+                            torch.randn(2, 5, 2), torch.randint(0, 2, (2, 5)), regions)
 
 
 def test_methods_in_one_model_move_apart_only_through_their_regions():

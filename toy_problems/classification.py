@@ -6,7 +6,7 @@ initialization and flip_seed + k for its label flips (each stream its own genera
 several seeds train together in one batched model (weights shaped (members, out, in)).  The
 optimizers train together too: one model holds every (optimizer, seed) pair, and
 asam_core.step.member_methods_step gives each optimizer's members their own perturbation (none
-for SGD), exactly as if each member were trained alone by its optimizer.
+for SGD) in one batched computation, exactly as if each member were trained alone by its optimizer.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from asam_core.methods import METHODS, method
-from asam_core.step import MemberMethod, member_methods_step
+from asam_core.step import MemberMethod, RowRegions, member_methods_step
 from toy_problems.threads import torch_threads
 
 DATASETS = ("spirals", "moons", "circles")
@@ -143,10 +143,10 @@ class MLP(nn.Module):
         return model
 
     def member(self, k: int) -> nn.Sequential:
-        """Member k as a plain nn.Sequential of nn.Linear and nn.ReLU (a copy)."""
+        """Member k as a plain nn.Sequential of nn.Linear and nn.ReLU (a copy, in the model's dtype)."""
         modules: list[nn.Module] = []
         for layer in self.layers:
-            linear = nn.Linear(layer.weight.shape[2], layer.weight.shape[1])
+            linear = nn.Linear(layer.weight.shape[2], layer.weight.shape[1], dtype=layer.weight.dtype)
             with torch.no_grad():
                 linear.weight.copy_(layer.weight[k])
                 linear.bias.copy_(layer.bias[k])
@@ -327,6 +327,7 @@ def _train(config: ClassifierConfig, progress: Callable[[int, int], None] | None
     # foreach: one op per step for all tensors (on the CPU torch's default is a loop over them; 13 % of a run)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, foreach=True)
     members = [member_method(name, model, slice(o * k, (o + 1) * k), config) for o, name in enumerate(names)]
+    regions = RowRegions.of(list(model.parameters()), members)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps) if config.schedule == "cosine" else None
     eval_steps = _marks(config.steps, config.evals)
     snapshot_steps = _marks(config.steps, config.snapshots)
@@ -344,7 +345,7 @@ def _train(config: ClassifierConfig, progress: Callable[[int, int], None] | None
             grids.append(decision_grid(model, x1, x2).reshape(len(names), k, len(x2), len(x1)))
         if step == config.steps:
             break
-        member_methods_step(optimizer, model, ensemble_loss, everyone.x_train, everyone.y_train, members)
+        member_methods_step(optimizer, model, ensemble_loss, everyone.x_train, everyone.y_train, regions)
         if schedule is not None:
             schedule.step()
         if progress is not None and ((step + 1) % report_every == 0 or step + 1 == config.steps):
