@@ -4,7 +4,10 @@ Prints, with the machine's load average before and after (the cores may be share
   * the default preset: SGD, SAM and ASAM from one initialization (target: under 10 s);
   * the paper-effect preset: the same for 3 seeds, batched;
   * ratios on a shortened paper-effect run: 3 seeds batched vs 3 one-seed runs, and
-    1 torch thread (what train_classifiers uses) vs 2.
+    1 torch thread (what train_classifiers uses) vs 2;
+  * the perturbation of a step of the quick preset's model (SGD, SAM, ASAM rows), medians of
+    interleaved rounds: one asam_core.perturbation_ call per method on its rows (the code before
+    RowRegions) vs all rows in one batched computation (asam_core.step.RowRegions).
 
 Usage: python -m benchmarks.noisy_labels [--repeat 1] [--ratio-steps 300]
 """
@@ -12,12 +15,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
+from typing import Callable
 
 import torch
 
-from toy_problems.classification import ClassifierConfig, train_classifiers
+from asam_core.perturbation import perturbation_, scaled_dual_
+from asam_core.step import RowRegions
+from toy_problems.classification import MLP, ClassifierConfig, ensemble_loss, make_data, member_method, train_classifiers
 from toy_problems.noisy_labels import PAPER_EFFECT, PRESETS, QUICK
+from toy_problems.threads import torch_threads
 
 
 def seconds(config: ClassifierConfig, repeat: int, threads: int = 1) -> tuple[float, float]:
@@ -37,6 +45,47 @@ def show(wall_cpu: tuple[float, float]) -> str:
 
 def load() -> str:
     return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
+
+
+def median_microseconds(calls: dict[str, Callable[[], None]], rounds: int = 30, per_round: int = 200) -> dict[str, float]:
+    """Median over interleaved rounds of each call's time (microseconds), so they share the machine's load."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            for _ in range(per_round):
+                call()
+            times[name].append((time.perf_counter() - start) / per_round * 1e6)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def perturbation_ratio(config: ClassifierConfig) -> dict[str, float]:
+    """The perturbation of one step of ``config``'s model, every method's rows: one call per method vs RowRegions."""
+    data = make_data(config)
+    k, names = config.members, config.optimizers
+    model = MLP([config.seed] * k * len(names), config.width, config.depth)
+    params = list(model.parameters())
+    ensemble_loss(model(data.x_train.repeat(len(names), 1, 1)), data.y_train.repeat(len(names), 1)).backward()
+    grads = [w.grad for w in params]
+    members = [member_method(name, model, slice(o * k, (o + 1) * k), config) for o, name in enumerate(names)]
+    (region,) = RowRegions.of(params, members)  # one p for every method
+
+    @torch.no_grad()
+    def per_method() -> None:
+        eps = [torch.zeros_like(w) for w in params]
+        for member in members:
+            if member.region is not None:
+                part = [e[member.rows] for e in eps]
+                torch._foreach_copy_(part, [g[member.rows] for g in grads])
+                perturbation_(part, [w[member.rows] for w in params], kinds=[member.kinds[id(w)] for w in params],
+                              batched=True, **member.region)
+
+    @torch.no_grad()
+    def batched() -> None:
+        eps = [g.clone() for g in grads]
+        scaled_dual_(eps, region.scales(params), region.rho, region.p, batched=True)
+
+    return median_microseconds({"one call per method": per_method, "all rows at once (RowRegions)": batched})
 
 
 def main() -> None:
@@ -63,6 +112,12 @@ def main() -> None:
     print(f"  one run per seed      {show(one_by_one)}  x{one_by_one[0] / batched[0]:.2f} wall, "
           f"x{one_by_one[1] / batched[1]:.2f} CPU")
     print(f"  batched, 2 threads    {show(two_threads)}  x{two_threads[0] / batched[0]:.2f} wall")
+    with torch_threads(1):
+        medians = perturbation_ratio(PRESETS[QUICK])
+    print("perturbation of one step of the quick preset (SGD, SAM, ASAM rows), median us:")
+    base = medians["one call per method"]
+    for name, us in medians.items():
+        print(f"  {name:30s} {us:7.1f} us  x{base / us:.2f}")
     print(load())
 
 
