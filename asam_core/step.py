@@ -152,9 +152,8 @@ class RowRegions:
     def of(cls, params: Sequence[Tensor], members: Sequence[MemberMethod]) -> list["RowRegions"]:
         """One RowRegions per distinct p of the members with a region (none when no member has one)."""
         regions = []
+        w0, per_row = params[0], [(len(w),) + (1,) * (w.dim() - 1) for w in params]
         for p in dict.fromkeys(m.region["p"] for m in members if m.region is not None):
-            w0 = params[0]
-            per_row = [(len(w),) + (1,) * (w.dim() - 1) for w in params]
             rho = torch.zeros(len(w0), dtype=w0.dtype, device=w0.device)
             offset = [torch.ones(shape, dtype=w.dtype, device=w.device) for shape, w in zip(per_row, params)]
             masks = {kind: [torch.zeros_like(t) for t in offset] for kind in ("element", "filter")}

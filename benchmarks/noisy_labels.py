@@ -6,7 +6,7 @@ Prints, with the machine's load average before and after (the cores may be share
   * ratios on a shortened paper-effect run: 3 seeds batched vs 3 one-seed runs, and
     1 torch thread (what train_classifiers uses) vs 2;
   * the perturbation of a step of the quick preset's model (SGD, SAM, ASAM rows), medians of
-    interleaved rounds: one asam_core.perturbation_ call per method on its rows (the code before
+    alternating blocks (benchmarks.optimizer_step): one asam_core.perturbation_ call per method on its rows (the code before
     RowRegions) vs all rows in one batched computation (asam_core.step.RowRegions).
 
 Usage: python -m benchmarks.noisy_labels [--repeat 1] [--ratio-steps 300]
@@ -17,12 +17,12 @@ import argparse
 import os
 import statistics
 import time
-from typing import Callable
 
 import torch
 
 from asam_core.perturbation import perturbation_, scaled_dual_
 from asam_core.step import RowRegions
+from benchmarks.optimizer_step import alternating_blocks
 from toy_problems.classification import MLP, ClassifierConfig, ensemble_loss, make_data, member_method, train_classifiers
 from toy_problems.noisy_labels import PAPER_EFFECT, PRESETS, QUICK
 from toy_problems.threads import torch_threads
@@ -45,18 +45,6 @@ def show(wall_cpu: tuple[float, float]) -> str:
 
 def load() -> str:
     return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
-
-
-def median_microseconds(calls: dict[str, Callable[[], None]], rounds: int = 30, per_round: int = 200) -> dict[str, float]:
-    """Median over interleaved rounds of each call's time (microseconds), so they share the machine's load."""
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            for _ in range(per_round):
-                call()
-            times[name].append((time.perf_counter() - start) / per_round * 1e6)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def perturbation_ratio(config: ClassifierConfig) -> dict[str, float]:
@@ -85,7 +73,9 @@ def perturbation_ratio(config: ClassifierConfig) -> dict[str, float]:
         eps = [g.clone() for g in grads]
         scaled_dual_(eps, region.scales(params), region.rho, region.p, batched=True)
 
-    return median_microseconds({"one call per method": per_method, "all rows at once (RowRegions)": batched})
+    blocks = alternating_blocks({"one call per method": per_method, "all rows at once (RowRegions)": batched},
+                                sync=lambda: None, rounds=30, block=200)
+    return {name: 1e6 * statistics.median(times) for name, times in blocks.items()}
 
 
 def main() -> None:
